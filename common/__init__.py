@@ -1,0 +1,1 @@
+"""Everything the three functions share; each module owns one concern."""

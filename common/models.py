@@ -1,0 +1,74 @@
+"""The model catalog: client model ids, family aliases, and their upstream ids.
+
+Claude Code sends Anthropic ids, sometimes dated (`claude-haiku-4-5-20251001`)
+or with a context suffix (`claude-opus-4-6[1m]`); policies name models by id,
+by glob (`claude-sonnet-*`) or by family alias (`opus`, `sonnet`, `haiku`).
+Everything here compares canonical ids, so one model has one spelling.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.config import Config, Model
+
+FAMILIES = ("opus", "sonnet", "haiku")
+_DATE = re.compile(r"(?:-|@)(\d{8})$")
+_SUFFIX = re.compile(r"\[[^\]]*\]$")
+
+
+def canonical(model_id: str) -> str:
+    """Lower-case id without a `[1m]`-style suffix, a `-YYYYMMDD` or `@YYYYMMDD` date."""
+    text = _SUFFIX.sub("", model_id.strip().lower())
+    return _DATE.sub("", text)
+
+
+def family(model_id: str) -> str | None:
+    parts = canonical(model_id).split("-")
+    for fam in FAMILIES:
+        if fam in parts:
+            return fam
+    return None
+
+
+def entry_matches(entry: str, model_id: str) -> bool:
+    """Does a policy entry (id, glob or family alias) cover `model_id`?"""
+    want = canonical(entry)
+    have = canonical(model_id)
+    if want in FAMILIES:
+        return family(have) == want
+    if any(ch in want for ch in "*?["):
+        return fnmatch.fnmatchcase(have, want)
+    return want == have
+
+
+def resolve_entry(cfg: Config, entry: str) -> list[str]:
+    """Configured model ids an availableModels entry covers."""
+    return [m.id for m in cfg.models if entry_matches(entry, m.id)]
+
+
+def find(cfg: Config, model_id: str) -> Model | None:
+    """The configured model a client id names (dated spellings included)."""
+    have = canonical(model_id)
+    for model in cfg.models:
+        if canonical(model.id) == have:
+            return model
+    return None
+
+
+def display_name(model_id: str) -> str:
+    """`claude-sonnet-4-5` -> `Claude Sonnet 4.5`."""
+    parts = canonical(model_id).split("-")
+    if parts and parts[0] == "claude":
+        parts = parts[1:]
+    words: list[str] = []
+    numbers: list[str] = []
+    for part in parts:
+        if part.isdigit():
+            numbers.append(part)
+        else:
+            words.append(part.capitalize())
+    return " ".join(["Claude", *words] + ([".".join(numbers)] if numbers else []))

