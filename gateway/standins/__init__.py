@@ -11,13 +11,13 @@ from typing import Any
 
 def start_idp(**options: Any) -> Any:
     """oauth2-mock-server (a real OIDC server from npm) on 127.0.0.1."""
-    from gateway.standins import idp
+    from gateway.standins.idp import start
 
-    return idp.start(**options)
+    return start(**options)
 
 
 def start_upstream(**options: Any) -> Any:
     """A model upstream speaking Vertex AI's and Anthropic's wire formats."""
-    from gateway.standins import upstream
+    from gateway.standins.upstream import start
 
-    return upstream.start(**options)
+    return start(**options)
