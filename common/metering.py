@@ -1,0 +1,90 @@
+"""The one interface between the inference proxy and what meters it.
+
+The proxy calls `begin()` once before it contacts the upstream (spend
+reservation: may refuse with 429) and `finish()` once after the upstream's
+last byte (settle the real cost, record telemetry, flush). Nothing else in
+the request path touches the ledger or telemetry, so there is one round trip
+before the upstream call and one after, and none per event.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import ledger, telemetry
+from common.config import Config
+from common.sessions import Identity
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as the upstream reported them (message_start/message_delta or `usage`)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_5m_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+
+    @property
+    def cache_creation_input_tokens(self) -> int:
+        return self.cache_creation_5m_input_tokens + self.cache_creation_1h_input_tokens
+
+    def merge(self, usage: dict[str, Any]) -> None:
+        """Take the latest figures of an upstream `usage` object (counts are cumulative)."""
+        for key in ("input_tokens", "output_tokens", "cache_read_input_tokens"):
+            value = usage.get(key)
+            if isinstance(value, int):
+                setattr(self, key, value)
+        creation = usage.get("cache_creation")
+        if isinstance(creation, dict):
+            five = creation.get("ephemeral_5m_input_tokens")
+            hour = creation.get("ephemeral_1h_input_tokens")
+            if isinstance(five, int):
+                self.cache_creation_5m_input_tokens = five
+            if isinstance(hour, int):
+                self.cache_creation_1h_input_tokens = hour
+        elif isinstance(usage.get("cache_creation_input_tokens"), int):
+            # Without the breakdown, a cache write is priced as the 5-minute kind.
+            self.cache_creation_5m_input_tokens = usage["cache_creation_input_tokens"]
+            self.cache_creation_1h_input_tokens = 0
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the proxy knows about one metered request."""
+
+    identity: Identity
+    model: str  # the client's model id (canonical)
+    upstream: str  # upstream name from gateway.yaml
+    upstream_model: str  # the id sent upstream (e.g. a Vertex @-versioned id)
+    endpoint: str = "messages"  # messages | count_tokens
+    stream: bool = False
+    billing_group: str | None = None  # from `tags` when admin.billing_group_tag is set
+    max_tokens: int = 0
+    input_bytes: int = 0
+    request_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """The result of `begin()`: headers for the client and the reservation to settle."""
+
+    info: RequestInfo
+    headers: dict[str, str] = field(default_factory=dict)
+    reservation: Any = None
+
+
+def begin(cfg: Config, info: RequestInfo) -> Ticket:
+    """Before proxying: reserve an estimate against every cap (raises GatewayError 429 at a cap)."""
+    reservation, headers = ledger.reserve(cfg, info)
+    return Ticket(info=info, headers=headers, reservation=reservation)
+
+
+def finish(cfg: Config, ticket: Ticket, usage: Usage, status: int, first_byte_ms: float | None = None) -> None:
+    """After the upstream's last byte: settle the real cost and record telemetry. Never raises."""
+    cost_micros = ledger.settle(cfg, ticket.info, ticket.reservation, usage, status)
+    telemetry.record(cfg, ticket.info, usage, cost_micros, status, first_byte_ms)
