@@ -15,12 +15,16 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-def _trusted(address: str, cfg: Config) -> bool:
+def in_any(address: str, cidrs: list[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in net for net in _networks(tuple(cfg.listen.trusted_proxies)))
+    return any(ip in net for net in _networks(tuple(cidrs)))
+
+
+def _trusted(address: str, cfg: Config) -> bool:
+    return in_any(address, cfg.listen.trusted_proxies)
 
 
 def client_ip(request: Request, cfg: Config) -> str:

@@ -84,8 +84,30 @@ class InvalidToken(Exception):
     pass
 
 
+# Verified tokens, per instance: a client sends the same token on every request
+# until it refreshes, and HMAC + claim checks cost more than a dict lookup. The
+# cache is keyed by the config object too, so a key rotation or audience change
+# re-verifies everything; expiry is re-checked on every hit.
+_VERIFIED_MAX = 20_000
+_verified: dict[str, tuple[Config, Identity]] = {}
+
+
 def verify(cfg: Config, token: str) -> Identity:
     """Verify a session JWT: algorithm pinned, key by `kid`, every claim checked."""
+    hit = _verified.get(token)
+    if hit is not None and hit[0] is cfg:
+        identity = hit[1]
+        if identity.expires_at is not None and identity.expires_at + LEEWAY_SECONDS > time.time():
+            return identity
+        _verified.pop(token, None)
+    identity = _verify(cfg, token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = (cfg, identity)
+    return identity
+
+
+def _verify(cfg: Config, token: str) -> Identity:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:

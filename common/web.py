@@ -105,6 +105,7 @@ class App:
             kind = paths.health_kind(path)
             if kind is not None and not self._match(path):
                 return self._health(kind)
+            _check_access(request)
             routes = self._match(path)
             if not routes:
                 raise GatewayError(404, f"No such endpoint: {request.method} {path}", "not_found_error")
@@ -157,6 +158,22 @@ class App:
             {"status": "ok" if ok else "unavailable", "function": self.name, "database": detail},
             status=200 if ok else 503,
         )
+
+
+def _check_access(request: Request) -> None:
+    """`access_control`: refuse client addresses outside allow_cidrs or inside deny_cidrs."""
+    from common import config
+
+    cfg = config.current()
+    rules = cfg.access_control
+    if not rules.allow_cidrs and not rules.deny_cidrs:
+        return
+    from common.clientip import client_ip, in_any
+
+    address = client_ip(request, cfg)
+    if in_any(address, rules.deny_cidrs) or (rules.allow_cidrs and not in_any(address, rules.allow_cidrs)):
+        logs.warning("client address refused by access_control", client_ip=address)
+        raise GatewayError(403, "Your network address may not use this gateway.", "permission_error")
 
 
 def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:

@@ -140,3 +140,19 @@ def test_audit_rows_are_written(tmp_path: Path, database_url: str) -> None:
     )
     rows = store.get().execute("SELECT actor, action, target, before->>'amount', after->>'amount' FROM audit_log")
     assert [tuple(r) for r in rows] == [("key:x", "spend_limit.update", "user:a@x.com", "1", "2")]
+
+
+def test_access_control_refuses_addresses(tmp_path: Path, database_url: str) -> None:
+    from gateway import local
+
+    data = deep_merge(base_config(database_url), {"access_control": {"deny_cidrs": ["127.0.0.0/8"]}})
+    activate(write_config(tmp_path, data))
+    client = local.create_app().test_client()
+    response = client.get("/v1/models")
+    assert response.status_code == 403
+    assert response.get_json()["error"]["type"] == "permission_error"
+    assert client.get("/healthz").status_code == 200  # probes are not refused
+
+    data = deep_merge(base_config(database_url), {"access_control": {"allow_cidrs": ["10.0.0.0/8"]}})
+    activate(write_config(tmp_path, data, "allow.yaml"))
+    assert local.create_app().test_client().get("/v1/models").status_code == 403
