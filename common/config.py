@@ -106,6 +106,8 @@ class Session(_Base, frozen=True):
     ttl_hours: float = 1.0
     refresh_ttl_days: float = 30.0
     audience: str = "claude-gateway"
+    # (ours) how stale an instance's list of revoked sessions may be, in seconds
+    revocation_cache_seconds: float = 5.0
 
     @property
     def secrets(self) -> list[str]:

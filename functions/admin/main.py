@@ -6,9 +6,15 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
+from common import admin_sessions, session_store
 from common.web import App
 
+session_store.install()
+
 app = App("admin")
+app.route("/v1/organizations/sessions", ["GET"])(admin_sessions.list_sessions)
+app.route("/v1/organizations/sessions/revoke", ["POST"])(admin_sessions.revoke_sessions)
+app.route("/v1/organizations/sessions", ["DELETE"], prefix=True)(admin_sessions.revoke_sessions)
 
 
 @functions_framework.http

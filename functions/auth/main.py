@@ -6,9 +6,21 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
+from common import session_store
+from common.oauth import rfc7009, rfc8414, rfc8628, tokens, verification
 from common.web import App
 
+session_store.install()
+
 app = App("auth")
+app.route("/.well-known/oauth-authorization-server", ["GET"])(rfc8414.discovery)
+app.route("/oauth/device_authorization", ["POST"])(rfc8628.device_authorization)
+app.route("/oauth/token", ["POST"])(tokens.token)
+app.route("/oauth/revoke", ["POST"])(rfc7009.revoke)
+app.route("/device", ["GET"])(verification.show)
+app.route("/device", ["POST"])(verification.submit)
+app.route("/device/callback", ["GET"])(verification.callback)
+app.route("/device/style.css", ["GET"])(verification.style)
 
 
 @functions_framework.http

@@ -6,8 +6,10 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common import inference, managed, telemetry_relay, usage
+from common import inference, managed, session_store, telemetry_relay, usage
 from common.web import App
+
+session_store.install()  # bearer endpoints refuse revoked sessions
 
 app = App("messages")
 app.route("/v1/messages", ["POST"])(inference.messages)
