@@ -91,12 +91,12 @@ def poll(params: dict[str, str], caller: Caller) -> dict[str, Any]:
         " UPDATE device_codes d SET last_poll_at = now(),"
         "   status = CASE WHEN d.status = 'approved' AND d.expires_at > now()"
         "     AND (old.last_poll_at IS NULL OR old.last_poll_at"
-        "          < now() - make_interval(secs => d.interval_seconds * %s))"
+        "          < now() - make_interval(secs => d.interval_seconds * %s::float8))"
         "   THEN 'consumed' ELSE d.status END"
         " FROM old WHERE d.device_code_hash = old.device_code_hash"
         " RETURNING old.status, d.status, d.expires_at <= now(),"
         "   old.last_poll_at IS NOT NULL AND old.last_poll_at"
-        "     >= now() - make_interval(secs => d.interval_seconds * %s),"
+        "     >= now() - make_interval(secs => d.interval_seconds * %s::float8),"
         "   d.identity, d.idp_refresh, d.user_code",
         (crypto.digest(device_code), POLL_TOLERANCE, POLL_TOLERANCE),
     )
