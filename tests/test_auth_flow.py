@@ -343,16 +343,22 @@ def test_admin_lists_and_revokes_sessions(gw: Gateway) -> None:
     mine = requests.get(url, params={"email": "DEV@example.com"}, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10)
     assert {s["email"] for s in mine.json()["data"]} == {"dev@example.com"} and len(mine.json()["data"]) == 2
 
-    refused = requests.post(f"{url}/revoke", json={"email": "dev@example.com"}, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10)
+    refused = requests.post(
+        f"{url}/revoke", json={"email": "dev@example.com"}, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10
+    )
     assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
-    done = requests.post(f"{url}/revoke", json={"email": "dev@example.com"}, headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10)
+    done = requests.post(
+        f"{url}/revoke", json={"email": "dev@example.com"}, headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10
+    )
     assert done.status_code == 200 and done.json()["revoked"] == 2
     _oauth_error(signin.refresh(gw.base, first["refresh_token"]), 401, "invalid_grant")
     active = requests.get(url, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10).json()["data"]
     assert [s["email"] for s in active] == ["other@example.com"]
     gone = requests.delete(f"{url}/{active[0]['id']}", headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10)
     assert gone.json()["revoked"] == 1
-    everything = requests.get(url, params={"include_revoked": "true"}, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10)
+    everything = requests.get(
+        url, params={"include_revoked": "true"}, headers={"x-api-key": ADMIN_READ_KEY}, timeout=10
+    )
     assert len(everything.json()["data"]) == 3 and all(s["revoked_at"] for s in everything.json()["data"])
     bad = requests.post(f"{url}/revoke", json={}, headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10)
     assert bad.status_code == 400 and bad.json()["type"] == "error"

@@ -63,6 +63,10 @@ class _Provider:
                 self._metadata, self._metadata_at = data, time.monotonic()
             return self._metadata
 
+    def cached_metadata(self) -> dict[str, Any] | None:
+        """The discovery document if this instance already has it (never fetches)."""
+        return self._metadata
+
     def keys(self, refresh: bool = False) -> KeySet:
         with self._lock:
             stale = refresh and time.monotonic() - self._jwks_at > JWKS_MIN_REFETCH

@@ -91,12 +91,12 @@ def _page(cfg: Config, title: str, body: str, status: int = 200) -> Response:
         '<link rel="stylesheet" href="/device/style.css"></head>'
         f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
     )
-    idp_origin = ""
-    try:
-        parts = urlsplit(idp.provider(cfg).metadata()["authorization_endpoint"])
-        idp_origin = f" {parts.scheme}://{parts.netloc}"
-    except Exception:  # the page must render even when the IdP is down
-        idp_origin = ""
+    # form-action must allow the redirect to the IdP; never fetch discovery just to render a page.
+    origins = {_origin(cfg.oidc.issuer)}
+    cached = idp.provider(cfg).cached_metadata()
+    if cached and isinstance(cached.get("authorization_endpoint"), str):
+        origins.add(_origin(cached["authorization_endpoint"]))
+    idp_origin = "".join(f" {o}" for o in sorted(origins))
     response = Response(document, status=status, content_type="text/html; charset=utf-8")
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
@@ -107,6 +107,11 @@ def _page(cfg: Config, title: str, body: str, status: int = 200) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def style(request: Request) -> Response:
