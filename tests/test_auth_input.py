@@ -36,8 +36,17 @@ def test_malformed_and_oversized_forms(gw: Gateway) -> None:
     for path in ("/oauth/device_authorization", "/oauth/token", "/oauth/revoke"):
         big = requests.post(f"{gw.base}{path}", data={"x": "a" * 20_000}, timeout=10)
         _oauth_error(big, 413, "invalid_request")
-    as_json = requests.post(f"{gw.base}/oauth/token", json={"grant_type": "refresh_token"}, timeout=10)
-    _oauth_error(as_json, 400, "invalid_request")
+    as_json = requests.post(
+        f"{gw.base}/oauth/token", json={"grant_type": "refresh_token", "refresh_token": "x"}, timeout=10
+    )
+    _oauth_error(as_json, 401, "invalid_grant")  # JSON is read like the form
+    for body in (b"[1, 2]", b"{not json", b'"grant_type"'):
+        wrong = requests.post(
+            f"{gw.base}/oauth/token", data=body, headers={"Content-Type": "application/json"}, timeout=10
+        )
+        _oauth_error(wrong, 400, "invalid_request")
+    xml = requests.post(f"{gw.base}/oauth/token", data=b"<a/>", headers={"Content-Type": "text/xml"}, timeout=10)
+    _oauth_error(xml, 400, "invalid_request")
     not_utf8 = requests.post(
         f"{gw.base}/oauth/token",
         data=b"grant_type=\xff\xfe",

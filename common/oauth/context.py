@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,8 @@ def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     if len(raw) > max_bytes:
         raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413)
     mimetype = (request.mimetype or "").lower()
+    if raw and mimetype == "application/json":
+        return _json_form(raw)
     if raw and mimetype and mimetype != FORM_TYPE:
         raise OAuthError("invalid_request", f"Send the parameters as {FORM_TYPE}.")
     try:
@@ -33,6 +36,17 @@ def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise OAuthError("invalid_request", "The form body is not valid urlencoded UTF-8.") from None
     return {k: v for k, v in pairs}
+
+
+def _json_form(raw: bytes) -> dict[str, str]:
+    """Leniency for clients that post JSON: a flat object of strings reads like the form."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise OAuthError("invalid_request", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise OAuthError("invalid_request", f"Send the parameters as {FORM_TYPE}.")
+    return {str(k): v for k, v in body.items() if isinstance(v, str)}
 
 
 def oauth_json(payload: dict[str, Any], status: int = 200) -> Response:
