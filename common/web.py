@@ -120,6 +120,11 @@ class App:
                 headers={"Allow": ", ".join(sorted(routes[0].methods))},
             )
         except GatewayError as exc:
+            if request.path.rstrip("/") in self._oauth_paths:  # OAuth endpoints answer in the OAuth shape
+                oauth = OAuthError("invalid_request", exc.message, status=exc.status, headers=exc.headers)
+                return Response(
+                    oauth.body(), status=exc.status, headers={**NO_STORE, **oauth.headers}, content_type=JSON
+                )
             return Response(exc.body(), status=exc.status, headers=exc.headers, content_type=JSON)
         except OAuthError as exc:
             return Response(exc.body(), status=exc.status, headers={**NO_STORE, **exc.headers}, content_type=JSON)

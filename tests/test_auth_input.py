@@ -63,6 +63,8 @@ def test_malformed_and_oversized_forms(gw: Gateway) -> None:
         requests.post(f"{gw.base}/oauth/token", data={"grant_type": DEVICE_GRANT}, timeout=10), 400, "invalid_request"
     )
     _oauth_error(signin.poll(gw.base, "nope"), 400, "invalid_grant")
+    for path in ("/oauth/token", "/oauth/device_authorization", "/oauth/revoke"):
+        _oauth_error(requests.get(f"{gw.base}{path}", timeout=10), 405, "invalid_request")
     # Device authorization ignores what it does not know, client_id and scope included.
     grant = signin.device_authorize(gw.base, client_id="whatever", scope="openid", foo="bar")
     assert grant["user_code"]
@@ -348,3 +350,28 @@ def test_id_token_nonce_and_signature_are_checked(gw: Gateway) -> None:
     )
     with pytest.raises(oidc.IdpError):
         oidc.verify_id_token(cfg, hs, nonce=None)
+
+
+def test_cookies_are_secure_on_https(tmp_path: Path, database_url: str) -> None:
+    from support import activate, base_config, write_config
+
+    from gateway import local
+
+    data = base_config(database_url, public_url="https://gw.example.com")
+    data["local"] = {"enabled": False}
+    activate(write_config(tmp_path, data))
+    client = local.create_app().test_client()
+    page = client.get("/device?user_code=bcdf-ghjk", base_url="https://gw.example.com")
+    assert page.status_code == 200 and 'value="BCDF-GHJK"' in page.get_data(as_text=True)
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-gw_csrf=")
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in cookie
+    token = signin.csrf_token(page.get_data(as_text=True))
+    plain_origin = client.post(
+        "/device",
+        data={"user_code": "BCDF-GHJK", "csrf_token": token, "action": "approve"},
+        headers={"Origin": "http://gw.example.com"},
+        base_url="https://gw.example.com",
+    )
+    assert plain_origin.status_code == 403

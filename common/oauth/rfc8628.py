@@ -12,6 +12,7 @@ at most once even when polled concurrently.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidGrantError, InvalidRequestError
@@ -54,7 +55,8 @@ def device_authorization(request: Request) -> Response:
             break
     else:
         raise OAuthError("temporarily_unavailable", "Could not allocate a user code; try again.", status=503)
-    _prune(db)
+    if secrets.randbelow(50) == 0:
+        _prune(db)
     shown = crypto.display_user_code(user_code)
     caller.audit("device.authorization", actor="anonymous", target=shown, surface=params.get("surface"))
     base = cfg.public_url

@@ -12,7 +12,7 @@ from common.web import App
 
 session_store.install()
 
-app = App("auth")
+app = App("auth", oauth_paths=("/oauth/device_authorization", "/oauth/token", "/oauth/revoke"))
 app.route("/.well-known/oauth-authorization-server", ["GET"])(rfc8414.discovery)
 app.route("/oauth/device_authorization", ["POST"])(rfc8628.device_authorization)
 app.route("/oauth/token", ["POST"])(tokens.token)

@@ -115,4 +115,13 @@ def start(users: list[dict[str, Any]] | tuple[dict[str, Any], ...] = DEFAULT_USE
         err = process.stderr.read() if process.stderr else ""
         raise RuntimeError(f"the stand-in IdP did not start: {err.strip()[-2000:]}")
     info = json.loads(line[0])
+    # Keep draining the server's output so a chatty IdP never blocks on a full pipe.
+    for stream in (process.stdout, process.stderr):
+        threading.Thread(target=_drain, args=(stream,), daemon=True).start()
     return Idp(process, str(info["issuer"]))
+
+
+def _drain(stream: Any) -> None:
+    if stream is not None:
+        for _ in stream:
+            pass
