@@ -52,6 +52,8 @@ def authenticate(request: Request, cfg: Config, need: Access) -> Admin:
             identity = sessions.verify(cfg, credential)
         except sessions.InvalidToken:
             identity = None
+        if identity is not None and sessions.is_revoked(identity):
+            raise GatewayError(401, "This session was revoked. Sign in again.", "authentication_error")
         if identity is not None:
             admin_groups = {g.lower() for g in cfg.admin.admin_groups}
             if not admin_groups.intersection(g.lower() for g in identity.groups):

@@ -162,6 +162,12 @@ def set_revocation_check(check: Callable[[Identity], bool] | None) -> None:
         _revocation_check = check
 
 
+def is_revoked(identity: Identity) -> bool:
+    """Was this session revoked? Answered from the registered per-instance cache."""
+    check = _revocation_check
+    return check is not None and check(identity)
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -188,7 +194,6 @@ def authenticate(request: Request, cfg: Config) -> Identity:
             f"Invalid session token ({exc}). Sign in again with /login.",
             "authentication_error",
         ) from None
-    check = _revocation_check
-    if check is not None and check(identity):
+    if is_revoked(identity):
         raise GatewayError(401, "This session was revoked. Sign in again with /login.", "authentication_error")
     return identity
