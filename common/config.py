@@ -229,6 +229,12 @@ class Telemetry(_Base, frozen=True):
     resource_attributes: dict[str, str] = {}
     flush_timeout_ms: int = 500
     temporality: Literal["delta", "cumulative"] = "delta"
+    # (ours) a request flushes the gateway's metrics only if the last flush is
+    # older than this; 0 flushes on every request (see docs/telemetry.md).
+    flush_interval_ms: int = 1000
+    forward_timeout_ms: int = 5000  # (ours) budget to forward one relayed export
+    relay_max_bytes: int = 8 * MIB  # (ours) largest relayed export, after decompression
+    push_client_env: bool = True  # (ours) with forward_to set, managed settings turn on Claude Code's OTLP export
 
 
 class Local(_Base, frozen=True):
@@ -578,6 +584,7 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
                             f"managed.policies[{i}].settings.availableModels[{j}]: {_short(entry)} matches no "
                             "configured model; Claude Code will list it but the gateway will refuse it"
                         )
+        _settings_rules(cfg, i, policy, errors, warnings)
         for key in ("allow", "deny"):
             for j, pattern in enumerate(getattr(policy.tools, key)):
                 if not pattern:
@@ -605,10 +612,53 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
         errors.append(f"login_notice: at most 500 characters, got {len(cfg.login_notice)}")
     if cfg.telemetry.flush_timeout_ms < 0:
         errors.append("telemetry.flush_timeout_ms: expected a non-negative number of milliseconds")
+    for key in ("flush_interval_ms", "forward_timeout_ms"):
+        if getattr(cfg.telemetry, key) < 0:
+            errors.append(f"telemetry.{key}: expected a non-negative number of milliseconds")
+    if cfg.telemetry.relay_max_bytes < 1024:
+        errors.append("telemetry.relay_max_bytes: expected at least 1024 bytes")
+    if cfg.telemetry.collector is not None and urlsplit(cfg.telemetry.collector.endpoint).scheme not in (
+        "http",
+        "https",
+    ):
+        errors.append(
+            f"telemetry.collector.endpoint: expected an http(s) URL, got {_short(cfg.telemetry.collector.endpoint)}"
+        )
     for i, dest in enumerate(cfg.telemetry.forward_to):
         if urlsplit(dest.url).scheme not in ("http", "https"):
             errors.append(f"telemetry.forward_to[{i}].url: expected an http(s) URL, got {_short(dest.url)}")
     return errors, warnings
+
+
+def _settings_rules(cfg: Config, i: int, policy: Policy, errors: list[str], warnings: list[str]) -> None:
+    """Managed settings must be servable JSON, and what Claude Code shows must match what the gateway enforces."""
+    from common import canonical  # lazy: only the config check needs them
+    from common import policy as policies
+
+    where = f"managed.policies[{i}].settings"
+    try:
+        canonical.plain(policy.settings, where)
+    except canonical.NotJson as exc:
+        errors.append(str(exc))
+    available = policy.settings.get("availableModels")
+    if isinstance(available, list):
+        for j, entry in enumerate(available):
+            if isinstance(entry, str) and any(ch in entry for ch in "*?["):
+                warnings.append(
+                    f"{where}.availableModels[{j}]: {_short(entry)} is a glob; the gateway expands it but Claude Code "
+                    "does not, so its model picker will not offer those models; list model ids or family aliases"
+                )
+    model = policy.settings.get("model")
+    if isinstance(model, str) and isinstance(available, list) and not policies.model_allowed(policy, model):
+        warnings.append(
+            f"{where}.model: {_short(model)} is not in availableModels; Claude Code will start on a model the "
+            "gateway refuses; add it to availableModels or change model"
+        )
+    if policy.settings.get("deniedModels"):
+        warnings.append(
+            f"{where}.deniedModels: only Claude Code applies deniedModels, the gateway does not; remove those "
+            "models from availableModels so the gateway refuses them too"
+        )
 
 
 def _is_cidr(text: str) -> bool:
