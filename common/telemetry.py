@@ -251,9 +251,15 @@ class _Pipeline:
 
 
 _lock = threading.Lock()
+_build_lock = threading.Lock()
 _pipeline: _Pipeline | None = None
 _pipeline_key: Telemetry | None = None
 _counts: dict[str, int] = {}
+# Requests that finished while the SDK was still loading (first requests of an
+# instance): replayed into the pipeline once it is built.
+_EARLY_MAX = 10_000
+_early: list[tuple[Telemetry, Any, Any, int, int, float | None]] = []
+_building: Telemetry | None = None
 
 
 def count(name: str, by: int = 1) -> None:
@@ -265,38 +271,89 @@ def stats() -> dict[str, int]:
     return dict(_counts)
 
 
+def _current(settings: Telemetry) -> _Pipeline | None:
+    current = _pipeline
+    if current is not None and (_pipeline_key is settings or _pipeline_key == settings):
+        return current
+    return None
+
+
 def pipeline(cfg: Config) -> _Pipeline | None:
-    """The pipeline of `cfg.telemetry`; None when no collector is configured."""
+    """The pipeline of `cfg.telemetry`, built now if needed; None when no collector is configured."""
     global _pipeline, _pipeline_key
     settings = cfg.telemetry
     if settings.collector is None:
         return None
-    current = _pipeline
-    if current is not None and (_pipeline_key is settings or _pipeline_key == settings):
-        return current
-    with _lock:
-        if _pipeline is not None and _pipeline_key == settings:
-            _pipeline_key = settings
-            return _pipeline
-        old = _pipeline
-        _pipeline = _Pipeline(settings)
-        _pipeline_key = settings
+    found = _current(settings)
+    if found is not None:
+        return found
+    with _build_lock:  # one builder at a time; requests never wait on this lock
+        found = _current(settings)
+        if found is not None:
+            return found
+        built = _Pipeline(settings)
+        with _lock:
+            old, _pipeline, _pipeline_key = _pipeline, built, settings
         if old is not None:
             # The old provider flushes what it holds; no request waits for it.
             threading.Thread(target=old.shutdown, name="telemetry-shutdown", daemon=True).start()
-        return _pipeline
+        return built
+
+
+def _build_then_replay(cfg: Config) -> None:
+    global _building
+    try:
+        pipe = pipeline(cfg)
+        with _lock:
+            mine = [entry for entry in _early if entry[0] == cfg.telemetry]
+            _early[:] = [entry for entry in _early if entry[0] != cfg.telemetry]
+        if pipe is not None:
+            for _, info, usage, cost_micros, status, first_byte_ms in mine:
+                pipe.record(info, usage, cost_micros, status, first_byte_ms)
+            pipe.flush()
+    except Exception as exc:
+        count("record_errors")
+        logs.warning("telemetry pipeline could not start", error=type(exc).__name__, detail=str(exc)[:200])
+    finally:
+        with _lock:
+            _building = None
 
 
 def record(
     cfg: Config, info: RequestInfo, usage: Usage, cost_micros: int, status: int, first_byte_ms: float | None
 ) -> None:
-    """Record one metered request and flush if due. Never raises; no collector -> nothing."""
-    if cfg.telemetry.collector is None:
+    """Record one metered request and flush if due. Never raises; no collector -> nothing.
+
+    The first request of an instance does not wait for the SDK to load (~300 ms
+    cold): it starts loading it in a thread and leaves its figures to be
+    replayed and flushed as soon as the pipeline is up.
+    """
+    global _building
+    settings = cfg.telemetry
+    if settings.collector is None:
         return
     try:
-        pipe = pipeline(cfg)
+        pipe = _current(settings)
         if pipe is None:
-            return
+            start = False
+            with _lock:
+                # Checked again under the lock the replay collects under: no entry is left behind.
+                pipe = _current(settings)
+                if pipe is None:
+                    if len(_early) < _EARLY_MAX:
+                        _early.append((settings, info, usage, cost_micros, status, first_byte_ms))
+                    else:
+                        count("dropped_while_starting")
+                    start = _building is None or _building != settings
+                    if start:
+                        _building = settings
+            if pipe is None:
+                if start:
+                    threading.Thread(
+                        target=_build_then_replay, args=(cfg,), name="telemetry-start", daemon=True
+                    ).start()
+                count("recorded")
+                return
         pipe.record(info, usage, cost_micros, status, first_byte_ms)
         count("recorded")
         pipe.flush_if_due()
@@ -313,9 +370,10 @@ def flush(cfg: Config) -> bool:
 
 def reset() -> None:
     """Shut the pipeline down and forget it (tests; a config without a collector)."""
-    global _pipeline, _pipeline_key
+    global _pipeline, _pipeline_key, _building
     with _lock:
-        old, _pipeline, _pipeline_key = _pipeline, None, None
+        old, _pipeline, _pipeline_key, _building = _pipeline, None, None, None
+        _early.clear()
     if old is not None:
         old.shutdown()
     _counts.clear()
