@@ -265,6 +265,23 @@ def test_config_check_warns_where_claude_code_and_the_gateway_would_disagree(dat
     assert "managed.policies[2].settings.deniedModels" in text
 
 
+def test_config_check_warns_where_claude_codes_prefix_matching_widens_an_entry(database_url: str) -> None:
+    loaded = _check(
+        [
+            {"match": {"groups": ["a"]}, "settings": {"availableModels": ["claude-sonnet-4", "opus-4-5"]}},
+            {"match": {"groups": ["b"]}, "settings": {"availableModels": []}},
+            {"settings": {"availableModels": ["opus", "claude-haiku-4-5", "claude-sonnet-4-5-20250929"]}},
+        ],
+        database_url,
+    )
+    text = "\n".join(loaded.warnings)
+    assert "managed.policies[0].settings.availableModels[0]: Claude Code reads 'claude-sonnet-4' as a prefix" in text
+    assert "claude-sonnet-4-5" in text
+    assert "managed.policies[0].settings.availableModels[1]: Claude Code reads 'opus-4-5'" in text
+    assert "managed.policies[1].settings.availableModels: an empty list" in text
+    assert "managed.policies[2]" not in text  # aliases, exact and dated ids agree
+
+
 def test_config_check_refuses_settings_that_are_not_json(database_url: str) -> None:
     with pytest.raises(config.ConfigError) as caught:
         _check([{"settings": {"cleanupPeriodDays": float("inf")}}], database_url)
