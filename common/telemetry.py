@@ -55,13 +55,12 @@ def signal_url(endpoint: str, signal: str) -> str:
 
 def identity_attributes(identity: Any) -> dict[str, str]:
     """The attributes that say who: from a verified `sessions.Identity` only."""
-    return {
-        "user.email": identity.email,
-        "user.id": identity.sub,
-        # A comma-joined string, as Claude Code itself stamps user.groups: metric
-        # backends (Cloud Monitoring labels) take strings, not arrays.
-        "user.groups": ",".join(identity.groups),
-    }
+    attributes = {"user.email": identity.email, "user.id": identity.sub}
+    if identity.groups:
+        # A comma-joined string, as Claude Code itself stamps user.groups (and
+        # omits it without groups): metric labels are strings, not arrays.
+        attributes["user.groups"] = ",".join(identity.groups)
+    return attributes
 
 
 class _Pipeline:
@@ -191,7 +190,9 @@ class _Pipeline:
         with self._sums_lock:
             pending, self._sums = self._sums, {}
         for (name, detail, email, sub, groups, model, upstream), value in pending.items():
-            attributes: dict[str, Any] = {"user.email": email, "user.id": sub, "user.groups": groups}
+            attributes: dict[str, Any] = {"user.email": email, "user.id": sub}
+            if groups:
+                attributes["user.groups"] = groups
             attributes["model"] = model
             attributes["upstream"] = upstream
             if name == "tokens":

@@ -328,6 +328,20 @@ def test_a_dead_destination_is_skipped_after_repeated_failures(tmp_path: Path, d
     assert stats["relay_failed"] == 5 and stats["relay_skipped"] == 2
 
 
+def test_a_session_without_groups_sends_no_groups_even_if_the_client_claims_some(
+    tmp_path: Path, database_url: str, collector: Receiver
+) -> None:
+    path = _gateway_config(tmp_path, database_url, collector.url)
+    token = token_for(path, email="solo@example.com", groups=())
+    with live_gateway(path) as live:
+        post(live.url, "/v1/metrics", spoofed_metrics().SerializeToString(), token, "application/x-protobuf")
+    _, message, _ = collector.wait_for(1)[0]
+    for resource, point, _ in data_points([message], "claude_code.token.usage"):
+        for found in (resource, point):
+            assert found["user.email"] == "solo@example.com"
+            assert "user.groups" not in found
+
+
 def test_spoofable_keys() -> None:
     for key in ("user.email", "User.Email", "enduser.id", "enduser.sub", "user.account_uuid", " user.x"):
         assert telemetry_relay.spoofable(key)
