@@ -92,6 +92,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.main(port=args.port, fresh=args.fresh)
 
 
+def cmd_paths(args: argparse.Namespace) -> int:
+    from gateway import packaging
+
+    if args.check:
+        current = packaging.TFVARS.read_text(encoding="utf-8") if packaging.TFVARS.exists() else ""
+        if current != packaging.terraform_paths():
+            print(f"{packaging.TFVARS.relative_to(ROOT)} is stale; run `python -m gateway paths`", file=sys.stderr)
+            return 1
+        print(f"{packaging.TFVARS.relative_to(ROOT)} matches common/paths.py")
+        return 0
+    changed = packaging.write_terraform_paths()
+    print(f"{packaging.TFVARS.relative_to(ROOT)} {'written' if changed else 'unchanged'}")
+    return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from gateway import packaging
+
+    for archive in packaging.package(Path(args.out)):
+        print(f"{archive} ({archive.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    from gateway import onboard
+
+    try:
+        if args.format == "mobileconfig":
+            sys.stdout.buffer.write(onboard.mobileconfig(args.url, args.organization))
+        else:
+            sys.stdout.write(onboard.settings_json(args.url))
+    except onboard.OnboardError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway import serve
+
+    return serve.main(host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Claude apps gateway commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     p.add_argument("--fresh", action="store_true", help="start from an empty local database")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("paths", help="write terraform/paths.auto.tfvars.json from common/paths.py")
+    p.add_argument("--check", action="store_true", help="only check the committed file is current")
+    p.set_defaults(func=cmd_paths)
+
+    p = sub.add_parser("package", help="build one source zip per function (main.py + common/ + requirements.txt)")
+    p.add_argument("--out", default="dist", help="output directory (default dist/)")
+    p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("onboard", help="print the managed settings that send developers' Claude Code to the gateway")
+    p.add_argument("--url", required=True, help="the gateway's origin, e.g. https://claude-gw.corp.example.com")
+    p.add_argument("--format", choices=["json", "mobileconfig"], default="json")
+    p.add_argument("--organization", default="Claude apps gateway", help="macOS profile organization name")
+    p.set_defaults(func=cmd_onboard)
+
+    p = sub.add_parser("serve", help="serve all three functions on one origin (containers, GKE)")
+    p.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.set_defaults(func=cmd_serve)
 
     return parser
 

@@ -1,0 +1,29 @@
+"""`python -m gateway serve`: all three functions on one origin, for containers (GKE).
+
+The same one-origin app as `make run` (`gateway.local.create_app`, routed by
+`common/paths.py`) under functions-framework's gunicorn application, with no
+stand-ins and no embedded database: gateway.yaml comes from $GATEWAY_CONFIG
+(a file or a Secret Manager secret name) and the database from its `store`
+section. Threads come from $THREADS (one per concurrent stream).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def main(host: str = "0.0.0.0", port: int = 8080) -> int:  # noqa: S104 (a container listens on all interfaces)
+    from functions_framework._http.gunicorn import GunicornApplication
+
+    from common import config
+    from gateway import local
+
+    os.environ.setdefault("THREADS", "40")
+    try:
+        config.current()  # fail at start, naming the key, rather than on the first request
+    except config.ConfigError as exc:
+        print(str(exc), flush=True)
+        return 2
+    app = local.create_app()
+    GunicornApplication(app, host, port, False).run()  # type: ignore[no-untyped-call]
+    return 0
