@@ -39,4 +39,4 @@ check: $(STAMP)
 	@$(BIN)/python -m gateway check $(CONFIG)
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .local .pytest_cache .mypy_cache .ruff_cache

@@ -79,6 +79,7 @@ def test_each_archive_runs_in_a_fresh_virtualenv(tmp_path: Path, database_url: s
             "install",
             "-q",
             "--disable-pip-version-check",
+            "--no-compile",
             "-r",
             str(ROOT / "requirements.txt"),
         ],
