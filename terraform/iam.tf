@@ -39,3 +39,15 @@ resource "google_secret_manager_secret_iam_member" "gateway" {
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.gateway.email}"
 }
+
+# Workspace groups (oidc.google_groups): the gateway impersonates the admin of
+# google_groups.admin_email by domain-wide delegation, signing the delegation
+# JWT through the IAM Credentials API instead of with a key. That takes the
+# token creator role on ITSELF only (not a project role).
+resource "google_service_account_iam_member" "gateway_signs_for_itself" {
+  count = var.use_google_groups ? 1 : 0
+
+  service_account_id = google_service_account.gateway.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.gateway.email}"
+}

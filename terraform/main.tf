@@ -28,8 +28,9 @@ locals {
       "monitoring.googleapis.com",
     ],
     var.use_google_groups ? [
-      "admin.googleapis.com",         # Admin SDK Directory API (Workspace groups)
-      "cloudidentity.googleapis.com", # Cloud Identity groups
+      "admin.googleapis.com",          # Admin SDK Directory API (Workspace groups)
+      "cloudidentity.googleapis.com",  # Cloud Identity groups
+      "iamcredentials.googleapis.com", # keyless domain-wide delegation (signBlob)
     ] : [],
   )
 }

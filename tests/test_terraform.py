@@ -114,6 +114,7 @@ def test_apis(tf: tfconfig.Terraform) -> None:
         "servicenetworking.googleapis.com",
         "admin.googleapis.com",
         "cloudidentity.googleapis.com",
+        "iamcredentials.googleapis.com",
     ):
         assert api in apis, api
 
@@ -130,6 +131,12 @@ def test_gateway_service_account_has_exactly_its_roles(tf: tfconfig.Terraform) -
     assert accessor["role"] == "roles/secretmanager.secretAccessor"
     assert accessor["for_each"] == "${google_secret_manager_secret.gateway}"
     assert accessor["member"] == binding["member"]
+    # Workspace groups: token creator on the account itself (keyless delegation), only when used.
+    (self_binding,) = tf.of_kind("google_service_account_iam_member").values()
+    assert self_binding["count"] == "${var.use_google_groups ? 1 : 0}"
+    assert self_binding["service_account_id"] == "${google_service_account.gateway.name}"
+    assert self_binding["member"] == binding["member"]
+    assert self_binding["role"] == "roles/iam.serviceAccountTokenCreator"
     for kind in ("google_project_iam_binding", "google_project_iam_policy"):
         assert kind not in tf.resources, f"{kind} would take over the project's IAM"
     for name, body in tf.of_kind("google_project_iam_member").items():
