@@ -1,0 +1,319 @@
+"""`python -m bench [--peer PATH] [--fetch-peer]`: the whole benchmark in one run.
+
+Starts everything on loopback (embedded Postgres, the model stand-in, the
+collector and discovery stand-ins, our gateway under gunicorn and, when
+present, the peer gateway), runs the four scenarios against each target and
+writes bench/results/latest.json, docs/bench-latency.png and
+docs/performance.md, then prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import peer, procs, report, scenarios, spend, standin, stats, target
+from bench.scenarios import Target
+
+RESULTS = procs.ROOT / "bench" / "results"
+USERS = 200
+SPENDER: dict[str, Any] = {"sub": "bench-spender", "email": "spender@bench.example", "groups": ["bench"]}
+
+# The stand-in's answers. Non-streaming: a tiny reply. Streaming: 100 content
+# deltas 10 ms apart. Spend: usage priced at exactly 3 cents a request on
+# claude-sonnet-4-5 ($3 in / $15 out per million tokens): 2000 in, 1600 out.
+TINY = {"events": 1, "gap_ms": 0, "ttft_ms": 0, "usage": {"input_tokens": 12, "output_tokens": 5}}
+STREAM = {"events": 100, "gap_ms": 10, "ttft_ms": 0, "usage": {"input_tokens": 12, "output_tokens": 100}}
+PRICED = {"events": 1, "gap_ms": 0, "ttft_ms": 0, "usage": {"input_tokens": 2000, "output_tokens": 1600}}
+CENTS_PER_PRICED_REQUEST = 3
+HEADROOM_REQUESTS = 10
+SPEND_CONCURRENCY = 50
+
+
+class Run:
+    """Everything one benchmark run started, stopped in reverse order at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self._stops: list[Callable[[], None]] = []
+
+    def on_exit(self, stop: Callable[[], None]) -> None:
+        self._stops.append(stop)
+
+    def close(self) -> None:
+        while self._stops:
+            with contextlib.suppress(Exception):
+                self._stops.pop()()
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def stage(title: str) -> Iterator[None]:
+    started = time.perf_counter()
+    progress(f"{title} …")
+    yield
+    progress(f"{title}: done in {time.perf_counter() - started:.1f} s")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--peer", type=Path, help="path to the `claude` binary (Anthropic's own gateway)")
+    parser.add_argument(
+        "--fetch-peer", action="store_true", help="npm pack the Claude Code binary into .cache/claude-code/"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="do not run the peer even if it was fetched")
+    parser.add_argument("--threads", type=int, help="THREADS for gunicorn (default: the production figure)")
+    parser.add_argument("--upstream", choices=["anthropic", "vertex"], default="anthropic")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per non-streaming measurement")
+    parser.add_argument("--streams", type=int, default=192, help="streams in scenario 2 (64 at a time)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy record the gateway worker during scenario 1 (c=32)"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    binary = args.peer
+    if binary is None and args.fetch_peer:
+        with stage("fetching the peer (npm pack @anthropic-ai/claude-code-linux-x64)"):
+            binary = peer.fetch()
+    if binary is None and not args.no_peer:
+        binary = peer.find_binary()
+    threads, threads_source = (args.threads, "--threads") if args.threads else target.production_threads()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    run = Run(log_dir)
+    try:
+        results = execute(args, run, binary, threads, threads_source)
+    finally:
+        run.close()
+    results["meta"]["duration_s"] = round(time.perf_counter() - began, 1)
+    report.finish(results, RESULTS / "latest.json", None if args.no_docs else procs.ROOT / "docs")
+    print(report.markdown(results), flush=True)
+    progress(f"finished in {results['meta']['duration_s']} s; logs in {log_dir}")
+    return 0
+
+
+def execute(
+    args: argparse.Namespace, run: Run, binary: Path | None, threads: int, threads_source: str
+) -> dict[str, Any]:
+    from gateway import devdb
+
+    results: dict[str, Any] = {
+        "meta": report.machine()
+        | {"threads": threads, "threads_source": threads_source, "upstream": args.upstream, "users": USERS},
+        "scenarios": {},
+    }
+    sc = results["scenarios"]
+
+    with stage("starting embedded PostgreSQL, the stand-ins"):
+        pg = devdb.start()
+        run.on_exit(lambda: devdb.remove(pg))
+        gateway_db = pg.create_database("gateway")
+        upstream_port, collector_port, oidc_port = procs.free_port(), procs.free_port(), procs.free_port()
+        upstream = standin.start(upstream_port, run.log_dir)
+        run.on_exit(upstream.stop)
+        upstream_url = f"http://127.0.0.1:{upstream_port}"
+        sidecars = procs.spawn(
+            "sidecars",
+            procs.python_argv(
+                "-m", "bench.sidecars", "--collector-port", str(collector_port), "--oidc-port", str(oidc_port)
+            ),
+            procs.base_env(),
+            run.log_dir,
+        )
+        run.on_exit(sidecars.stop)
+        procs.wait_line(sidecars, "ready")
+
+    with stage(f"preparing our gateway (THREADS={threads}, {USERS} users with caps, telemetry on)"):
+        port = procs.free_port()
+        config_path = target.write_config(
+            run.log_dir,
+            port=port,
+            database_url=gateway_db,
+            upstream_url=upstream_url,
+            collector_url=f"http://127.0.0.1:{collector_port}",
+            upstream_kind=args.upstream,
+        )
+        users = target.users(USERS)
+        prepared = spend.prepare_gateway(
+            config_path, users, SPENDER, spender_cap_cents=HEADROOM_REQUESTS * CENTS_PER_PRICED_REQUEST
+        )
+        results["meta"]["spend_enforcement"] = prepared["enforcement"]
+        tokens = prepared["tokens"]
+
+    cold: dict[str, Any] = {"gateway": {}, "peer": {}}
+    with stage("starting our gateway (cold start: spawn to first 200 on /v1/messages)"):
+        gw = target.start(config_path, port, threads, run.log_dir)
+        run.on_exit(gw.stop)
+        first = scenarios.first_200(
+            gw,
+            f"http://127.0.0.1:{port}/v1/messages",
+            scenarios.body(stream=False, standin=TINY),
+            {"authorization": f"Bearer {tokens[0]}", "anthropic-version": "2023-06-01"},
+        )
+        cold["gateway"]["first_200_s"] = [first]
+    targets = [
+        Target("direct", upstream_url, [standin.API_KEY], auth="x-api-key"),
+        Target("gateway", f"http://127.0.0.1:{port}", tokens, child=gw),
+    ]
+
+    peer_info: dict[str, Any] = {"present": False}
+    if binary is not None:
+        with stage(f"starting the peer ({binary})"):
+            try:
+                peer_target, peer_info = start_peer(run, pg, binary, upstream_url, oidc_port, users)
+                targets.append(peer_target)
+                cold["peer"]["first_200_s"] = [peer_info.pop("first_200_s")]
+            except Exception as exc:  # the table says why the peer column is empty
+                peer_info = {"present": False, "error": str(exc)[-2000:]}
+                progress(f"peer could not run: {exc}")
+    results["meta"]["peer"] = peer_info
+
+    with stage("warm-up (200 requests per target)"):
+        for t in targets:
+            scenarios.load(t, requests=200, concurrency=8, payload=scenarios.body(stream=False, standin=TINY))
+        rss = {t.name: t.child.rss_bytes() for t in targets if t.child}
+        cold["rss_after_warmup_mb"] = {k: scenarios.mb(v) for k, v in rss.items()}
+
+    for concurrency in (1, 32):
+        key = f"nonstream_c{concurrency}"
+        with stage(f"scenario 1: non-streaming, concurrency {concurrency}, {args.requests} requests per target"):
+            figures: dict[str, Any] = {}
+            profile = None
+            for t in targets:
+                if args.profile and concurrency == 32 and t.name == "gateway" and t.child:
+                    profile = report.start_profile(t.child, RESULTS)
+                raw = scenarios.load(
+                    t,
+                    requests=args.requests,
+                    concurrency=concurrency,
+                    payload=scenarios.body(stream=False, standin=TINY),
+                )
+                if profile is not None and t.name == "gateway":
+                    results["profile"] = report.stop_profile(profile)
+                    profile = None
+                figures[t.name] = scenarios.nonstream_figures(raw)
+                report.samples[key][t.name] = raw["total_ms"]
+                progress(f"  {t.name}: {report.brief_nonstream(figures[t.name])}")
+            figures["added"] = scenarios.with_added(figures, "latency_ms", ["p50", "p90", "p99"])
+            sc[key] = figures
+
+    with stage(f"scenario 2: streaming, 100 events 10 ms apart, 64 concurrent, {args.streams} streams per target"):
+        figures = {}
+        expected: int | None = None
+        for t in targets:
+            raw = scenarios.load(
+                t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
+            )
+            if t.name == "direct":
+                expected = scenarios.expected_event_count(raw)
+            figures[t.name] = scenarios.stream_figures(raw, expected)
+            report.samples["stream_ttfb"][t.name] = raw["ttfb_ms"]
+            report.samples["stream_gaps"][t.name] = raw["gaps_ms"]
+            progress(f"  {t.name}: {report.brief_stream(figures[t.name])}")
+        added: dict[str, Any] = {}
+        for name in figures:
+            if name != "direct" and "direct" in figures:
+                added[name] = {
+                    "ttfb_p50": figures[name]["ttfb_ms"]["p50"] - figures["direct"]["ttfb_ms"]["p50"],
+                    "ttfb_p99": figures[name]["ttfb_ms"]["p99"] - figures["direct"]["ttfb_ms"]["p99"],
+                    "gap_p99": figures[name]["gap_ms"]["p99"] - figures["direct"]["gap_ms"]["p99"],
+                }
+        figures["added"] = added
+        sc["stream_c64"] = figures
+        cold["rss_after_stream_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
+
+    with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
+        for _ in range(2):
+            extra_port = procs.free_port()
+            fresh = target.start(config_path, extra_port, threads, run.log_dir, name="gateway-cold")
+            try:
+                cold["gateway"]["first_200_s"].append(
+                    scenarios.first_200(
+                        fresh,
+                        f"http://127.0.0.1:{extra_port}/v1/messages",
+                        scenarios.body(stream=False, standin=TINY),
+                        {"authorization": f"Bearer {tokens[1]}", "anthropic-version": "2023-06-01"},
+                    )
+                )
+            finally:
+                fresh.stop()
+        for side in ("gateway", "peer"):
+            values = cold[side].get("first_200_s")
+            if values:
+                cold[side]["first_200_s_median"] = stats.percentile(values, 50)
+        cold["import_ms"] = {name: scenarios.import_ms(name) for name in ("auth", "messages", "admin")}
+        cold["heaviest_imports_messages"] = scenarios.heaviest_imports("messages")
+        sc["cold_start"] = cold
+        progress(
+            f"  gateway first 200: {[round(v, 2) for v in cold['gateway']['first_200_s']]} s; imports {report.brief_imports(cold['import_ms'])}"
+        )
+
+    with stage(
+        f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
+    ):
+        sc["spend"] = spend.scenario(
+            targets,
+            upstream_url,
+            prepared,
+            peer_info,
+            payload=scenarios.body(stream=False, standin=PRICED),
+            concurrency=SPEND_CONCURRENCY,
+            cents_per_request=CENTS_PER_PRICED_REQUEST,
+            headroom_requests=HEADROOM_REQUESTS,
+        )
+        progress(f"  {report.brief_spend(sc['spend'])}")
+
+    results["meta"]["collector"] = report.collector_stats(collector_port)
+    results["meta"]["standin"] = standin.stats(upstream_url)
+    return results
+
+
+def start_peer(
+    run: Run, pg: Any, binary: Path, upstream_url: str, oidc_port: int, users: list[dict[str, Any]]
+) -> tuple[Target, dict[str, Any]]:
+    peer_db = pg.create_database("peer")
+    peer_port = procs.free_port()
+    config_path = peer.write_config(
+        run.log_dir,
+        port=peer_port,
+        database_url=peer_db,
+        issuer=f"http://127.0.0.1:{oidc_port}",
+        upstream_url=upstream_url,
+    )
+    base = f"http://127.0.0.1:{peer_port}"
+    child = peer.start(binary, config_path, run.log_dir)
+    run.on_exit(child.stop)
+    tokens = [peer.token(u["sub"], u["email"], u["groups"]) for u in users]
+    first = scenarios.first_200(
+        child,
+        f"{base}/v1/messages",
+        scenarios.body(stream=False, standin=TINY),
+        {"authorization": f"Bearer {tokens[0]}", "anthropic-version": "2023-06-01"},
+    )
+    caps = spend.prepare_peer(base, users, SPENDER, spender_cap_cents=HEADROOM_REQUESTS * CENTS_PER_PRICED_REQUEST)
+    info = {
+        "present": True,
+        "binary": str(binary),
+        "version": peer.version(binary),
+        "first_200_s": first,
+        "caps": caps,
+        "spender_token": peer.token(SPENDER["sub"], SPENDER["email"], SPENDER["groups"]),
+    }
+    return Target("peer", base, tokens, child=child), info
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

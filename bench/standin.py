@@ -1,0 +1,33 @@
+"""Driving THE model-upstream stand-in (gateway/standins/upstream.py) from the benchmark.
+
+The benchmark does not have a stand-in of its own: it starts the project's
+(`python -m gateway.standins.upstream --port N`) in a process of its own and
+reads its usage totals from `/_standin/stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from bench import procs
+
+API_KEY = "sk-bench-standin"
+
+
+def start(port: int, log_dir: Any) -> procs.Child:
+    argv = procs.python_argv("-m", "gateway.standins.upstream", "--port", str(port))
+    child = procs.spawn("standin", argv, procs.base_env(), log_dir)
+    procs.wait_http(child, f"http://127.0.0.1:{port}/_standin/stats")
+    return child
+
+
+def stats(base_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base_url}/_standin/stats", timeout=5) as response:  # noqa: S310 (loopback)
+        return dict(json.load(response))
+
+
+def knobs(*, events: int, gap_ms: float, ttft_ms: float, usage: dict[str, int]) -> dict[str, Any]:
+    """The per-request behaviour asked of the stand-in, carried in the request body."""
+    return {"events": events, "gap_ms": gap_ms, "ttft_ms": ttft_ms, "usage": usage}

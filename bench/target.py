@@ -1,0 +1,128 @@
+"""The gateway under test, started as it runs in production.
+
+The `messages` function is served by functions-framework's own command
+(`python -m functions_framework --target messages --source
+functions/messages/main.py`), i.e. gunicorn with the gthread worker and
+`THREADS` threads, in a process of its own, with:
+- the real embedded PostgreSQL (gateway/devdb.py), migrations applied;
+- spend limits enabled (`admin:`, `enforcement:`, `pricing:`) and a cap set for
+  every simulated user through the admin API;
+- telemetry enabled: `telemetry.collector` points at the collector stand-in;
+- one session token per simulated user (`common.sessions.issue`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import procs
+
+JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopq"  # noqa: S105 (a throwaway loopback key)
+ADMIN_KEY = "bench-admin-write-key-0123456789abcdef01"
+MODEL = "claude-sonnet-4-5"
+DEFAULT_THREADS = 40  # Cloud Run concurrency 40 for `messages` -> THREADS 40 (see production_threads)
+
+
+def production_threads(root: Path = procs.ROOT) -> tuple[int, str]:
+    """The THREADS the deployment gives `messages`, and where that figure came from.
+
+    Read from terraform/ (the deploy engineer's source of truth) when present:
+    a `THREADS = "N"` environment entry, else the function's
+    `max_instance_request_concurrency`. Otherwise 40, the concurrency chosen for
+    messages when this benchmark was written.
+    """
+    tf_dir = root / "terraform"
+    found: list[tuple[int, str]] = []
+    if tf_dir.is_dir():
+        for path in sorted(tf_dir.rglob("*.tf")):
+            text = path.read_text(errors="replace")
+            for pattern in (r"\bTHREADS\b\s*=\s*\"?(\d+)", r"max_instance_request_concurrency\s*=\s*(\d+)"):
+                match = re.search(pattern, text)
+                if match:
+                    found.append((int(match.group(1)), str(path.relative_to(root))))
+                    break
+    if found:
+        return found[0]
+    return DEFAULT_THREADS, "default of bench/target.py (no terraform/ figure found)"
+
+
+def users(count: int) -> list[dict[str, Any]]:
+    """The simulated users: distinct subjects, all in one ordinary group."""
+    return [
+        {"sub": f"bench-user-{i:04d}", "email": f"user{i:04d}@bench.example", "groups": ["bench"]} for i in range(count)
+    ]
+
+
+def config(
+    *, port: int, database_url: str, upstream_url: str, collector_url: str, upstream_kind: str = "anthropic"
+) -> dict[str, Any]:
+    if upstream_kind == "vertex":
+        upstream: dict[str, Any] = {
+            "name": "vertex",
+            "provider": "vertex",
+            "project_id": "bench-project",
+            "region": "us-east5",
+            "base_url": f"{upstream_url}/v1",
+            "auth": {"anonymous": "true"},
+            "models": ["claude-*"],
+        }
+        models = [{"id": MODEL, "upstream_model": {"vertex": "claude-sonnet-4-5@20250929"}}]
+    else:
+        upstream = {
+            "name": "anthropic",
+            "provider": "anthropic",
+            "base_url": upstream_url,
+            "auth": {"api_key": "sk-bench-standin"},
+            "models": ["claude-*"],
+        }
+        models = [{"id": MODEL}]
+    return {
+        "local": {"enabled": True},
+        "listen": {"public_url": f"http://127.0.0.1:{port}"},
+        "oidc": {"issuer": "http://127.0.0.1:9", "client_id": "bench", "client_secret": "bench-client-secret"},
+        "session": {"jwt_secret": JWT_SECRET, "ttl_hours": 2},
+        "store": {"postgres_url": database_url, "max_connections": 10, "connect_timeout_seconds": 5},
+        "upstreams": [upstream],
+        "models": models,
+        "managed": {"policies": [{"name": "everyone", "settings": {"availableModels": ["opus", "sonnet", "haiku"]}}]},
+        "admin": {"write_keys": [{"id": "bench", "key": ADMIN_KEY}]},
+        "enforcement": {"fail_closed_on_error": False},
+        "pricing": {"multiplier": 1.0},
+        "telemetry": {"collector": {"endpoint": collector_url}},
+    }
+
+
+def write_config(directory: Path, **kwargs: Any) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config(**kwargs), sort_keys=False))
+    return path
+
+
+def env(config_path: Path, threads: int) -> dict[str, str]:
+    return procs.base_env(
+        GATEWAY_CONFIG=str(config_path),
+        THREADS=str(threads),
+        GUNICORN_LOG_LEVEL="error",
+    )
+
+
+def start(config_path: Path, port: int, threads: int, log_dir: Path, name: str = "gateway") -> procs.Child:
+    """`messages` under functions-framework's gunicorn, exactly as the platform starts it."""
+    argv = procs.python_argv(
+        "-m",
+        "functions_framework",
+        "--target",
+        "messages",
+        "--source",
+        str(procs.ROOT / "functions" / "messages" / "main.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+    return procs.spawn(name, argv, env(config_path, threads), log_dir)
