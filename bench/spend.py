@@ -13,6 +13,7 @@ spender, has a cap of exactly `headroom` requests' worth for scenario 4.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -158,6 +159,10 @@ def scenario(
         raw = scenarios.load(t, requests=concurrency, concurrency=concurrency, payload=payload, tokens=[token])
         after = standin.stats(upstream_url)
         allowed = raw["statuses"].get("200", 0)
+        # is the cap enforced at all once the burst has settled? (tells "no cap" from "cap overshot")
+        time.sleep(1.0)
+        probe = scenarios.load(t, requests=1, concurrency=1, payload=payload, tokens=[token])
+        after_probe = standin.stats(upstream_url)
         figures: dict[str, Any] = {
             "statuses": raw["statuses"],
             "errors": raw["errors"],
@@ -165,13 +170,14 @@ def scenario(
             "overshoot_requests": allowed - headroom_requests,
             "overshoot_cents": allowed * cents_per_request - headroom_requests * cents_per_request,
             "standin_usage": usage_delta(before, after),
+            "status_after_burst": next(iter(probe["statuses"]), None),
         }
         if t.name == "gateway":
             try:
                 figures["ledger"] = ledger_totals(prepared["spender_email"])
             except Exception as exc:  # the ledger's schema is the spend module's; say what failed
                 figures["ledger"] = {"error": str(exc)[:300]}
-            figures["ledger_exact"] = ledger_matches(figures["ledger"], figures["standin_usage"])
+            figures["ledger_exact"] = ledger_matches(figures["ledger"], usage_delta(before, after_probe))
         out[t.name] = figures
     return out
 
