@@ -37,12 +37,13 @@ class Target:
         return f"{self.base_url}/v1/messages"
 
 
-def body(*, stream: bool, standin: dict[str, Any], max_tokens: int = 16) -> dict[str, Any]:
-    """A tiny Messages request; `standin` tells the stand-in how to answer (see bench.standin)."""
+def body(*, stream: bool, standin: dict[str, Any], max_tokens: int = 16, prompt_bytes: int = 0) -> dict[str, Any]:
+    """A Messages request (tiny unless `prompt_bytes`); `standin` says how the stand-in answers."""
+    prompt = "Say hi." if prompt_bytes <= 0 else ("lorem " * (prompt_bytes // 6 + 1))[:prompt_bytes]
     out: dict[str, Any] = {
         "model": MODEL,
         "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": "Say hi."}],
+        "messages": [{"role": "user", "content": prompt}],
         **standin,
     }
     if stream:
@@ -172,7 +173,7 @@ def first_200(
                     return time.perf_counter() - child.started
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
-            if exc.code < 500 and exc.code not in (404, 429):
+            if exc.code != 503:  # only "not ready yet" is worth waiting for
                 raise RuntimeError(f"{child.name} answered {last}") from None
         except OSError as exc:
             last = str(exc)

@@ -36,6 +36,7 @@ def prepare_gateway(
     import os
 
     os.environ["GATEWAY_CONFIG"] = str(config_path)
+    os.environ["LOG_LEVEL"] = "WARNING"  # the admin API's audit lines are not the benchmark's output
     from common import config, sessions, store
     from gateway import local
 
