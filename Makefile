@@ -27,8 +27,9 @@ lint: $(STAMP)
 	@$(BIN)/mypy common functions gateway
 
 ## make bench: the benchmark (direct vs gateway), see docs/performance.md
+## (PEER=/path/to/claude adds Anthropic's gateway; FETCH_PEER=1 npm-packs it into .cache/claude-code/)
 bench: $(STAMP)
-	@$(BIN)/python -m bench $(if $(PEER),--peer $(PEER),)
+	@$(BIN)/python -m bench $(if $(PEER),--peer $(PEER),) $(if $(FETCH_PEER),--fetch-peer,)
 
 ## make token EMAIL=dev@example.com GROUPS=eng,ml: a session token for the local configuration
 token: $(STAMP)

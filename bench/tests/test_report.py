@@ -215,3 +215,13 @@ def test_profile_summary_shares() -> None:
     assert s["samples"] == 100
     assert s["inclusive"][0] == {"frame": "main", "percent": 100.0}
     assert {"frame": "db", "percent": 50.0} in s["self"]
+
+
+def test_splice_keeps_hand_written_text_outside_the_markers() -> None:
+    first = report.splice("", "figures v1")
+    assert first.startswith(report.BEGIN) and "figures v1" in first
+    edited = "# Title\n\n" + first + "\n## Where the time goes\nhand-written\n"
+    second = report.splice(edited, "figures v2")
+    assert "figures v1" not in second and "figures v2" in second
+    assert second.startswith("# Title\n") and second.endswith("## Where the time goes\nhand-written\n")
+    assert report.splice(second, "figures v2") == second  # idempotent
