@@ -27,9 +27,9 @@ SPENDER: dict[str, Any] = {"sub": "bench-spender", "email": "spender@bench.examp
 # The stand-in's answers. Non-streaming: a tiny reply. Streaming: 100 content
 # deltas 10 ms apart. Spend: usage priced at exactly 3 cents a request on
 # claude-sonnet-4-5 ($3 in / $15 out per million tokens): 2000 in, 1600 out.
-TINY = {"events": 1, "gap_ms": 0, "ttft_ms": 0, "usage": {"input_tokens": 12, "output_tokens": 5}}
-STREAM = {"events": 100, "gap_ms": 10, "ttft_ms": 0, "usage": {"input_tokens": 12, "output_tokens": 100}}
-PRICED = {"events": 1, "gap_ms": 0, "ttft_ms": 0, "usage": {"input_tokens": 2000, "output_tokens": 1600}}
+TINY = standin.knobs(deltas=1, input_tokens=12, output_tokens=5)
+STREAM = standin.knobs(deltas=100, gap_ms=10, input_tokens=12, output_tokens=100)
+PRICED = standin.knobs(deltas=1, input_tokens=2000, output_tokens=1600)
 CENTS_PER_PRICED_REQUEST = 3
 HEADROOM_REQUESTS = 10
 SPEND_CONCURRENCY = 50

@@ -17,7 +17,8 @@ API_KEY = "sk-bench-standin"
 
 
 def start(port: int, log_dir: Any) -> procs.Child:
-    argv = procs.python_argv("-m", "gateway.standins.upstream", "--port", str(port))
+    # not recording requests: the benchmark reads totals only, and keeping bodies costs the stand-in time
+    argv = procs.python_argv("-m", "gateway.standins.upstream", "--port", str(port), "--record", "false")
     child = procs.spawn("standin", argv, procs.base_env(), log_dir)
     procs.wait_http(child, f"http://127.0.0.1:{port}/_standin/stats")
     return child
@@ -28,6 +29,15 @@ def stats(base_url: str) -> dict[str, Any]:
         return dict(json.load(response))
 
 
-def knobs(*, events: int, gap_ms: float, ttft_ms: float, usage: dict[str, int]) -> dict[str, Any]:
-    """The per-request behaviour asked of the stand-in, carried in the request body."""
-    return {"events": events, "gap_ms": gap_ms, "ttft_ms": ttft_ms, "usage": usage}
+def knobs(*, deltas: int, gap_ms: float = 0, ttft_ms: float = 0, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """Body fields asking the stand-in for one behaviour: its `_standin` object, which a
+    gateway passes upstream like any unknown field (so the direct and proxied runs match)."""
+    return {
+        "_standin": {
+            "deltas": deltas,
+            "gap_ms": gap_ms,
+            "ttft_ms": ttft_ms,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        }
+    }
