@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.close()
     results["meta"]["duration_s"] = round(time.perf_counter() - began, 1)
+    results["meta"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.finish(results, RESULTS / "latest.json", None if args.no_docs else procs.ROOT / "docs")
     print(report.markdown(results), flush=True)
     progress(f"finished in {results['meta']['duration_s']} s; logs in {log_dir}")

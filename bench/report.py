@@ -439,7 +439,7 @@ differences of percentiles against the direct run.
 ## Machine
 - {meta.get("nproc")} cores (`nproc`), CPU {meta.get("cpu_model")}, {meta.get("memory_gb")} GB memory, Python {meta.get("python")}, kernel {meta.get("kernel")}.
 - Everything co-located on loopback: load generator, model stand-in, embedded PostgreSQL, collector stand-in,
-  the gateways. The machine is shared (load average at start: {meta.get("load_average_at_start")}), so figures move
+  the gateways. The machine is shared (load average at start {meta.get("load_average_at_start")}, at end {meta.get("load_average_at_end")}), so figures move
   by some percent between runs; the comparison within one run is what counts.
 - Our gateway: the `messages` function under functions-framework's gunicorn (gthread, 1 worker) with
   THREADS={meta.get("threads")} ({meta.get("threads_source")}), real PostgreSQL, spend caps on every simulated

@@ -29,7 +29,9 @@ def stats(base_url: str) -> dict[str, Any]:
         return dict(json.load(response))
 
 
-def knobs(*, deltas: int, gap_ms: float = 0, ttft_ms: float = 0, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def knobs(
+    *, deltas: int, gap_ms: float = 0, ttft_ms: float = 0, input_tokens: int, output_tokens: int
+) -> dict[str, Any]:
     """Body fields asking the stand-in for one behaviour: its `_standin` object, which a
     gateway passes upstream like any unknown field (so the direct and proxied runs match)."""
     return {

@@ -31,16 +31,20 @@ def production_threads(root: Path = procs.ROOT) -> tuple[int, str]:
     """The THREADS the deployment gives `messages`, and where that figure came from.
 
     Read from terraform/ (the deploy engineer's source of truth) when present:
-    a `THREADS = "N"` environment entry, else the function's
-    `max_instance_request_concurrency`. Otherwise 40, the concurrency chosen for
-    messages when this benchmark was written.
+    THREADS is set to the function's concurrency there, so the figure is the
+    `messages = { ... concurrency = N ... }` sizing entry, or a literal
+    `THREADS = "N"` / `max_instance_request_concurrency = N`. Otherwise 40.
     """
     tf_dir = root / "terraform"
     found: list[tuple[int, str]] = []
     if tf_dir.is_dir():
         for path in sorted(tf_dir.rglob("*.tf")):
             text = path.read_text(errors="replace")
-            for pattern in (r"\bTHREADS\b\s*=\s*\"?(\d+)", r"max_instance_request_concurrency\s*=\s*(\d+)"):
+            for pattern in (
+                r"\bmessages\s*=\s*\{[^}]*\bconcurrency\s*=\s*(\d+)",
+                r"\bTHREADS\b\s*=\s*\"?(\d+)",
+                r"max_instance_request_concurrency\s*=\s*(\d+)",
+            ):
                 match = re.search(pattern, text)
                 if match:
                     found.append((int(match.group(1)), str(path.relative_to(root))))

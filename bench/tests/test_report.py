@@ -225,3 +225,16 @@ def test_splice_keeps_hand_written_text_outside_the_markers() -> None:
     assert "figures v1" not in second and "figures v2" in second
     assert second.startswith("# Title\n") and second.endswith("## Where the time goes\nhand-written\n")
     assert report.splice(second, "figures v2") == second  # idempotent
+
+
+def test_production_threads_follow_terraform(tmp_path: Path) -> None:
+    from bench import target
+
+    assert target.production_threads(tmp_path)[0] == target.DEFAULT_THREADS
+    (tmp_path / "terraform").mkdir()
+    (tmp_path / "terraform" / "variables.tf").write_text(
+        'default = {\n    auth     = { cpu = "1", concurrency = 20 }\n'
+        '    messages = { cpu = "1", memory = "1Gi", concurrency = 64, max_instances = 50 }\n}\n'
+    )
+    threads, source = target.production_threads(tmp_path)
+    assert threads == 64 and source == "terraform/variables.tf"
