@@ -156,6 +156,14 @@ def judge(
     }
 
 
+def _tokens(usage: dict[str, Any] | None) -> str | None:
+    if not usage:
+        return None
+    if "error" in usage:
+        return f"error: {usage['error']}"
+    return f"in {usage.get('input_tokens')} / out {usage.get('output_tokens')} tokens"
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     sc = results.get("scenarios", {})
     c1, c32, st = sc.get("nonstream_c1", {}), sc.get("nonstream_c32", {}), sc.get("stream_c64", {})
@@ -206,8 +214,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(
         {
             "target": "spend: ledger exact (= the stand-in's own usage count)",
-            "measured": json.dumps(gw_spend.get("ledger")) if gw_spend else None,
-            "limit": json.dumps(_get(gw_spend, "standin_usage")) if gw_spend else None,
+            "measured": _tokens(gw_spend.get("ledger")),
+            "limit": _tokens(_get(gw_spend, "standin_usage")),
             "unit": "",
             "met": gw_spend.get("ledger_exact"),
             "by": None,
@@ -426,6 +434,10 @@ def splice(page: str, generated: str) -> str:
     return page[:start] + block + rest
 
 
+def _imports_line(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r.get('package')} {r.get('self_ms')} ms" for r in rows) or "not measured"
+
+
 def performance_md(results: dict[str, Any]) -> str:
     meta = results["meta"]
     return f"""# Performance: what the gateway costs
@@ -452,6 +464,9 @@ differences of percentiles against the direct run.
 ![latency distributions](bench-latency.png)
 
 {markdown(results)}
+Import cost of `functions/messages/main.py` by package (self time, one fresh interpreter):
+{_imports_line(_get(results, "scenarios", "cold_start", "heaviest_imports_messages") or [])}.
+
 ## How it is measured
 - Load generator: aiohttp in a process of its own; per request total latency, time to first body byte,
   arrival time of each SSE event, status. Keep-alive connections, one per concurrent worker.

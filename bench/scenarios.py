@@ -221,24 +221,19 @@ def heaviest_imports(function: str, top: int = 8) -> list[dict[str, Any]]:
 
 
 def parse_importtime(text: str, top: int = 8) -> list[dict[str, Any]]:
-    """Top-level packages by cumulative import time from `python -X importtime` output."""
+    """Packages by the import time they cost themselves (self time of all their modules
+    summed), from `python -X importtime` output: which dependency a cold start pays for."""
     totals: dict[str, int] = {}
     for line in text.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
         parts = line.removeprefix("import time:").split("|")
-        if len(parts) != 3 or not parts[1].strip().isdigit():
+        if len(parts) != 3 or not parts[0].strip().isdigit():
             continue
-        name = parts[2]
-        depth = (len(name) - len(name.lstrip())) // 2
-        module = name.strip()
-        cumulative = int(parts[1].strip())
-        # depth 1 = imported directly by the probe (main and what the interpreter pulls in)
-        if depth <= 2:
-            root = module.split(".")[0]
-            totals[root] = max(totals.get(root, 0), cumulative)
+        root = parts[2].strip().split(".")[0]
+        totals[root] = totals.get(root, 0) + int(parts[0].strip())
     ordered = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
-    return [{"module": m, "cumulative_ms": round(us / 1000, 1)} for m, us in ordered if m != "main"][:top]
+    return [{"package": m, "self_ms": round(us / 1000, 1)} for m, us in ordered][:top]
 
 
 def mb(value: int) -> float:

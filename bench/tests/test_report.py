@@ -199,14 +199,16 @@ def test_importtime_parsing() -> None:
             "import time: self [us] | cumulative | imported package",
             "import time:       100 |        100 |   _io",
             "import time:       500 |      90000 |   flask",
-            "import time:       300 |      40000 |     werkzeug",
+            "import time:     39700 |      40000 |     werkzeug",
+            "import time:      1000 |       1000 |       werkzeug.routing",
             "import time:       200 |     150000 | main",
             "import time:       900 |      30000 |   common.config",
+            "import time:       300 |       3000 |   common",
         ]
     )
     top = scenarios.parse_importtime(text)
-    assert top[0] == {"module": "flask", "cumulative_ms": 90.0}
-    assert [t["module"] for t in top] == ["flask", "werkzeug", "common", "_io"]
+    assert top[0] == {"package": "werkzeug", "self_ms": 40.7}
+    assert [t["package"] for t in top] == ["werkzeug", "common", "flask", "main", "_io"]
 
 
 def test_profile_summary_shares() -> None:
