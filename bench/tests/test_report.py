@@ -212,10 +212,11 @@ def test_importtime_parsing() -> None:
 
 
 def test_profile_summary_shares() -> None:
-    collapsed = "main;handle;jwt_decode 30\nmain;handle;db 50\nmain;idle 20\n"
+    collapsed = "main (a.py:1);handle (a.py:2);jwt_decode (j.py:5) 30\nmain (a.py:1);handle (a.py:9);db 50\nmain (a.py:1);idle 20\n"
     s = report.summarize_profile(collapsed, top=3)
     assert s["samples"] == 100
-    assert s["inclusive"][0] == {"frame": "main", "percent": 100.0}
+    assert s["inclusive"][0] == {"frame": "main (a.py)", "percent": 100.0}
+    assert {"frame": "handle (a.py)", "percent": 80.0} in s["inclusive"]
     assert {"frame": "db", "percent": 50.0} in s["self"]
 
 
