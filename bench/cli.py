@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="requests per non-streaming measurement")
     parser.add_argument("--streams", type=int, default=192, help="streams in scenario 2 (64 at a time)")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy record the gateway worker during scenario 1 (c=32)"
+        "--profile", action="store_true", help="py-spy record the gateway worker in scenario 1 (c=32) and 2"
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
     return parser.parse_args(argv)
@@ -199,7 +199,7 @@ def execute(
             profile = None
             for t in targets:
                 if args.profile and concurrency == 32 and t.name == "gateway" and t.child:
-                    profile = report.start_profile(t.child, RESULTS)
+                    profile = report.start_profile(t.child, RESULTS, key)
                 raw = scenarios.load(
                     t,
                     requests=args.requests,
@@ -207,7 +207,7 @@ def execute(
                     payload=scenarios.body(stream=False, standin=TINY),
                 )
                 if profile is not None and t.name == "gateway":
-                    results["profile"] = report.stop_profile(profile)
+                    results.setdefault("profile", {})[key] = report.stop_profile(profile)
                     profile = None
                 figures[t.name] = scenarios.nonstream_figures(raw)
                 report.samples[key][t.name] = raw["total_ms"]
@@ -219,9 +219,14 @@ def execute(
         figures = {}
         expected: int | None = None
         for t in targets:
+            profile = None
+            if args.profile and t.name == "gateway" and t.child:
+                profile = report.start_profile(t.child, RESULTS, "stream_c64")
             raw = scenarios.load(
                 t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
             )
+            if profile is not None:
+                results.setdefault("profile", {})["stream_c64"] = report.stop_profile(profile)
             if t.name == "direct":
                 expected = scenarios.expected_event_count(raw)
             figures[t.name] = scenarios.stream_figures(raw, expected)

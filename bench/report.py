@@ -485,10 +485,10 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
 # --- profiling (py-spy) -------------------------------------------------------------------------------
 
 
-def start_profile(child: procs.Child, out_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     """py-spy record the gunicorn worker (raw collapsed stacks) until stop_profile."""
     worker = child.worker_pids()[-1]
-    out = out_dir / "profile-c32.txt"
+    out = out_dir / f"profile-{name}.txt"
     process = subprocess.Popen(
         [
             "py-spy",
