@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-peer", action="store_true", help="do not run the peer even if it was fetched")
     parser.add_argument("--threads", type=int, help="THREADS for gunicorn (default: the production figure)")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="experiment: the gateway's sys.setswitchinterval in seconds (CPython's default is 0.005)",
+    )
     parser.add_argument("--upstream", choices=["anthropic", "vertex"], default="anthropic")
     parser.add_argument("--requests", type=int, default=2000, help="requests per non-streaming measurement")
     parser.add_argument("--streams", type=int, default=192, help="streams in scenario 2 (64 at a time)")
@@ -114,7 +119,13 @@ def execute(
 
     results: dict[str, Any] = {
         "meta": report.machine()
-        | {"threads": threads, "threads_source": threads_source, "upstream": args.upstream, "users": USERS},
+        | {
+            "threads": threads,
+            "threads_source": threads_source,
+            "upstream": args.upstream,
+            "users": USERS,
+            "switch_interval_s": args.switch_interval,
+        },
         "scenarios": {},
     }
     sc = results["scenarios"]
@@ -158,7 +169,7 @@ def execute(
     cold: dict[str, Any] = {"gateway": {}, "peer": {}}
     targets = [Target("direct", upstream_url, [standin.API_KEY], auth="x-api-key")]
     with stage("starting our gateway (cold start: spawn to first 200 on /v1/messages)"):
-        gw = target.start(config_path, port, threads, run.log_dir)
+        gw = target.start(config_path, port, threads, run.log_dir, switch_interval_s=args.switch_interval)
         run.on_exit(gw.stop)
         try:
             first = scenarios.first_200(
@@ -248,7 +259,14 @@ def execute(
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
         for _ in range(2 if gateway_up else 0):
             extra_port = procs.free_port()
-            fresh = target.start(config_path, extra_port, threads, run.log_dir, name="gateway-cold")
+            fresh = target.start(
+                config_path,
+                extra_port,
+                threads,
+                run.log_dir,
+                name="gateway-cold",
+                switch_interval_s=args.switch_interval,
+            )
             try:
                 cold["gateway"]["first_200_s"].append(
                     scenarios.first_200(

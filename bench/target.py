@@ -13,6 +13,7 @@ functions/messages/main.py`), i.e. gunicorn with the gthread worker and
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -107,15 +108,29 @@ def write_config(directory: Path, **kwargs: Any) -> Path:
     return path
 
 
-def env(config_path: Path, threads: int) -> dict[str, str]:
-    return procs.base_env(
+def env(config_path: Path, threads: int, switch_interval_s: float | None = None) -> dict[str, str]:
+    out = procs.base_env(
         GATEWAY_CONFIG=str(config_path),
         THREADS=str(threads),
         GUNICORN_LOG_LEVEL="error",
     )
+    if switch_interval_s is not None:
+        # an experiment, not production: a sitecustomize that shortens the GIL switch interval
+        site = config_path.parent / "switch-interval"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({switch_interval_s!r})\n")
+        out["PYTHONPATH"] = f"{site}{os.pathsep}{out['PYTHONPATH']}"
+    return out
 
 
-def start(config_path: Path, port: int, threads: int, log_dir: Path, name: str = "gateway") -> procs.Child:
+def start(
+    config_path: Path,
+    port: int,
+    threads: int,
+    log_dir: Path,
+    name: str = "gateway",
+    switch_interval_s: float | None = None,
+) -> procs.Child:
     """`messages` under functions-framework's gunicorn, exactly as the platform starts it."""
     argv = procs.python_argv(
         "-m",
@@ -129,4 +144,4 @@ def start(config_path: Path, port: int, threads: int, log_dir: Path, name: str =
         "--port",
         str(port),
     )
-    return procs.spawn(name, argv, env(config_path, threads), log_dir)
+    return procs.spawn(name, argv, env(config_path, threads, switch_interval_s), log_dir)
