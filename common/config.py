@@ -545,6 +545,11 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
                 errors.append(f"{where}.region: required for provider vertex (e.g. global, us-east5)")
             if "api_key" in up.auth or "credentials_file" in up.auth or "key_file" in up.auth:
                 errors.append(f"{where}.auth: vertex uses the function's own identity; remove keys and key files")
+            if "anonymous" in up.auth and (up.base_url is None or not _is_loopback_url(up.base_url)):
+                errors.append(
+                    f"{where}.auth.anonymous: allowed only with a loopback base_url (a local stand-in); "
+                    "remove it so the function's own identity is used"
+                )
         if up.provider == "anthropic" and not up.auth.get("api_key"):
             errors.append(f"{where}.auth.api_key: required for provider anthropic; use ${{secret:…}}")
         if up.base_url is not None and urlsplit(up.base_url).scheme not in ("http", "https"):

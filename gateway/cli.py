@@ -86,6 +86,23 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from common import config, policy
+
+    if args.config:
+        config.use(args.config)
+    try:
+        cfg = config.current()
+    except config.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+    print(json.dumps(policy.explain(cfg, args.email, groups), indent=2, default=str))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway import run
 
@@ -154,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl-hours", type=float, default=12.0)
     p.add_argument("--config")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("explain", help="show the effective policy (models, tools, settings) of a user")
+    p.add_argument("--email", required=True)
+    p.add_argument("--groups", default="", help="comma-separated groups, as the IdP reports them")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("run", help="start the whole gateway locally (embedded Postgres, stand-ins)")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
