@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import urllib3
 from flask import Request, Response
 
 from common import config, logs, metering, models, policy, sessions, upstreams
@@ -28,6 +27,7 @@ from common.errors import GatewayError
 from common.metering import RequestInfo, Ticket, Usage
 from common.sessions import Identity
 from common.sse import StreamRelay, UsageScanner, usage_of_body
+from common.upstreams import http1
 from common.web import json_response, read_json_body
 
 _MAX_ERROR_BODY = 64 * 1024
@@ -38,8 +38,9 @@ class _Settings:
     """Per-config values derived once (not per request)."""
 
     cfg: Config
-    stream_timeout: urllib3.Timeout
-    plain_timeout: urllib3.Timeout
+    connect_seconds: float
+    ttfb_seconds: float
+    plain_seconds: float
     read_seconds: float
     ping_seconds: float
     drain_seconds: float
@@ -56,8 +57,9 @@ def _settings(cfg: Config) -> _Settings:
     connect = t.upstream_connect_ms / 1000
     settings = _Settings(
         cfg=cfg,
-        stream_timeout=urllib3.Timeout(connect=connect, read=t.upstream_ttfb_ms / 1000),
-        plain_timeout=urllib3.Timeout(connect=connect, read=max(t.upstream_ttfb_ms, t.upstream_read_ms) / 1000),
+        connect_seconds=connect,
+        ttfb_seconds=t.upstream_ttfb_ms / 1000,
+        plain_seconds=max(t.upstream_ttfb_ms, t.upstream_read_ms) / 1000,
         read_seconds=t.upstream_read_ms / 1000,
         ping_seconds=t.ping_interval_ms / 1000,
         drain_seconds=t.drain_after_disconnect_ms / 1000,
@@ -198,18 +200,14 @@ def _proxy(
     stream: bool,
 ) -> Response:
     try:
-        upstream_response = upstreams.POOL.urlopen(
-            "POST",
+        upstream_response = upstreams.HTTP.post(
             prepared.url,
-            body=prepared.body,
-            headers=prepared.headers,
-            timeout=settings.stream_timeout if stream else settings.plain_timeout,
-            retries=upstreams.RETRY,
-            redirect=False,
-            preload_content=not stream,
-            decode_content=False,
+            prepared.headers,
+            prepared.body,
+            settings.connect_seconds,
+            settings.ttfb_seconds if stream else settings.plain_seconds,
         )
-    except Exception as exc:
+    except http1.UpstreamHTTPError as exc:
         error = _transport_error(route, exc)
         _finish(cfg, ticket, Usage(), error.status, None)
         raise error from None
@@ -218,31 +216,30 @@ def _proxy(
     response_headers = upstream_response.headers
     if status >= 400:
         try:
-            data = upstream_response.data if not stream else upstream_response.read(_MAX_ERROR_BODY)
-        except Exception:
+            data = upstream_response.read(_MAX_ERROR_BODY)
+        except http1.UpstreamHTTPError:
             data = b""
-        finally:
-            if stream:
-                upstream_response.release_conn()
         _finish(cfg, ticket, Usage(), status, first_byte_ms)
-        raise upstreams.error_from_upstream(route.upstream, status, data or b"", response_headers)
-    headers = upstreams.response_headers(response_headers)
+        raise upstreams.error_from_upstream(route.upstream, status, data, response_headers)
+    headers = upstreams.response_headers(upstream_response.header_list)
     if ticket.headers:
         headers.extend(ticket.headers.items())
     encoding = response_headers.get("content-encoding")
 
     if not stream:
-        data = upstream_response.data
+        try:
+            data = upstream_response.read()
+        except http1.UpstreamHTTPError as exc:
+            error = _transport_error(route, exc)
+            _finish(cfg, ticket, Usage(), error.status, first_byte_ms)
+            raise error from None
         usage = usage_of_body(data, encoding) if ticket.info.endpoint == "messages" else Usage()
         _finish(cfg, ticket, usage, status, first_byte_ms)
         return Response(data, status=status, headers=headers)
 
     # The response headers came within upstream_ttfb_ms; from now on the
     # allowed silence between two upstream reads is upstream_read_ms.
-    connection = getattr(upstream_response, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        sock.settimeout(settings.read_seconds)
+    upstream_response.set_read_timeout(settings.read_seconds)
     scanner = UsageScanner(Usage(), encoding)
 
     def settle(final_status: int) -> None:
@@ -265,17 +262,10 @@ def _proxy(
 
 
 def _transport_error(route: upstreams.Route, exc: Exception) -> GatewayError:
-    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
-    logs.warning(
-        "upstream unreachable",
-        upstream=route.upstream.name,
-        error=f"{type(reason).__name__}: {reason}",
-    )
-    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # refused (a subclass of the timeout, oddly)
-        return GatewayError(502, "The gateway could not reach the upstream; retry shortly.", "api_error")
-    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+    logs.warning("upstream unreachable", upstream=route.upstream.name, error=http1.describe(exc))
+    if isinstance(exc, http1.ConnectTimeout):
         return GatewayError(504, "The upstream did not accept the connection in time; retry shortly.", "api_error")
-    if isinstance(reason, urllib3.exceptions.TimeoutError):
+    if isinstance(exc, http1.ResponseTimeout):
         return GatewayError(504, "The upstream did not answer in time; retry shortly.", "api_error")
     return GatewayError(502, "The gateway could not reach the upstream; retry shortly.", "api_error")
 

@@ -1,7 +1,7 @@
 """Relaying an upstream's server-sent events to the client, unbuffered, while reading its usage.
 
 A reader thread reads the upstream response chunk by chunk as bytes arrive
-(chunked transfer: each HTTP chunk; otherwise `read1`) and hands each chunk,
+(`http1.Response.iter_chunks`: each HTTP chunk, or whatever a read returns) and hands each chunk,
 unchanged, to the WSGI body iterator `StreamRelay`, which the server writes to
 the client at once. The thread exists for two reasons: the iterator can wait
 for the next chunk with a timeout and emit our own `event: ping` after
@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -153,28 +153,14 @@ class StreamRelay:
         self._reader.start()
 
     # -- the reader thread ---------------------------------------------------------
-    def _chunks(self) -> Iterator[bytes]:
-        response = self._response
-        if response.chunked and response.supports_chunked_reads():
-            yield from response.read_chunked(None, decode_content=False)
-            return
-        while True:
-            data = response.read1(65536, decode_content=False)
-            if not data:
-                return
-            yield data
-
     def _read(self) -> None:
         feed = self._scanner.feed
         put = self._queue.put
         try:
-            for chunk in self._chunks():
-                if not chunk:
-                    continue
+            for chunk in self._response.iter_chunks():  # releases the connection at the end
                 feed(chunk)
                 if not self._discard:
                     put(chunk)
-            self._response.release_conn()
         except BaseException as exc:  # the upstream broke or we abandoned it
             self._error = exc
             with contextlib.suppress(Exception):
@@ -257,7 +243,7 @@ class StreamRelay:
                 drain_seconds=self._drain,
             )
             with contextlib.suppress(Exception):
-                self._response.shutdown() if hasattr(self._response, "shutdown") else self._response.close()
+                self._response.shutdown()
             self._reader.join(timeout=2.0)
         logs.info(
             "client disconnected mid-stream; upstream read to its end for metering",
