@@ -158,9 +158,9 @@ class StreamRelay:
         put = self._queue.put
         try:
             for chunk in self._response.iter_chunks():  # releases the connection at the end
-                feed(chunk)
                 if not self._discard:
-                    put(chunk)
+                    put(chunk)  # relay first; `_last` joins this thread before settling
+                feed(chunk)
         except BaseException as exc:  # the upstream broke or we abandoned it
             self._error = exc
             with contextlib.suppress(Exception):
