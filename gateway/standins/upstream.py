@@ -251,7 +251,9 @@ class Upstream:
             return self.injected(record, opts)
         if count:
             return self.count(record, record.body, opts)
-        return await self.reply(request, record, body, opts, match.group("model"), anthropic=False)
+        # Vertex answers with the Anthropic-style id of the @-versioned model it ran.
+        model = match.group("model").replace("@", "-")
+        return await self.reply(request, record, body, opts, model, anthropic=False)
 
     def bearer_ok(self, wanted: str, header: str) -> bool:
         scheme, _, token = header.partition(" ")
