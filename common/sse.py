@@ -118,6 +118,50 @@ def usage_of_body(body: bytes, content_encoding: str | None) -> Usage:
     return usage
 
 
+class _ReaderThreads:
+    """Reusable daemon threads for stream readers (starting a thread costs ~120 µs, a hand-off ~40 µs).
+
+    A task never waits for a free thread: when none is idle a new one starts,
+    so every open stream has its reader. Threads idle for a minute exit.
+    """
+
+    IDLE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a task and not yet promised one
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._tasks.put(task)
+        if spawn:
+            threading.Thread(target=self._work, name="sse-reader", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                task = self._tasks.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # nobody was promised this thread: leave
+                        self._idle -= 1
+                        return
+                continue  # a task is on its way to this thread
+            try:
+                task()
+            except BaseException as exc:  # a reader never kills its thread
+                logs.error("stream reader failed", error=f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._idle += 1
+
+
+_READERS = _ReaderThreads()
+
+
 class StreamRelay:
     """The WSGI body of a streamed reply (iterable with `close()`, as PEP 3333 wants).
 
@@ -149,8 +193,8 @@ class StreamRelay:
         self._discard = False
         self._error: BaseException | None = None
         self._sent_events = 0
-        self._reader = threading.Thread(target=self._read, name="sse-reader", daemon=True)
-        self._reader.start()
+        self._reader_done = threading.Event()
+        _READERS.submit(self._read)
 
     # -- the reader thread ---------------------------------------------------------
     def _read(self) -> None:
@@ -167,6 +211,7 @@ class StreamRelay:
                 self._response.close()
         finally:
             put(_END)
+            self._reader_done.set()
 
     # -- the WSGI side -------------------------------------------------------------
     def __iter__(self) -> StreamRelay:
@@ -193,10 +238,9 @@ class StreamRelay:
     def _last(self, item: bytes) -> bytes:
         """The final bytes: wait (briefly) for the upstream's end, settle, then hand them over."""
         if item:
-            self._reader.join(timeout=min(self._drain, 5.0))
-            rest = self._collect(block=not self._reader.is_alive())
-            item += rest
-            if self._reader.is_alive():
+            ended = self._reader_done.wait(timeout=min(self._drain, 5.0))
+            item += self._collect(block=ended)
+            if not ended:
                 # The upstream kept the stream open after message_stop: settle
                 # with what it reported; later bytes are still relayed.
                 self._settle(self._status)
@@ -236,15 +280,14 @@ class StreamRelay:
         # upstream so the usage it reports is the real one, then settle.
         self._discard = True
         started = time.monotonic()
-        self._reader.join(timeout=self._drain)
-        if self._reader.is_alive():
+        if not self._reader_done.wait(timeout=self._drain):
             logs.warning(
                 "upstream still streaming at the drain deadline; metering what it reported so far",
                 drain_seconds=self._drain,
             )
             with contextlib.suppress(Exception):
                 self._response.shutdown()
-            self._reader.join(timeout=2.0)
+            self._reader_done.wait(timeout=2.0)
         logs.info(
             "client disconnected mid-stream; upstream read to its end for metering",
             drained_ms=round((time.monotonic() - started) * 1000, 1),

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,32 @@ def test_http1_client_errors() -> None:
             client.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", {}, b"{}", 1, 0.3)
     finally:
         listener.close()
+
+
+def test_stream_reader_threads_never_make_a_stream_wait() -> None:
+    from common.sse import _ReaderThreads
+
+    pool = _ReaderThreads()
+    release = threading.Event()
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def task(i: int) -> None:
+        with lock:
+            started.append(i)
+        release.wait(5)
+
+    for i in range(40):  # all blocked at once: each must have its own thread
+        pool.submit(lambda i=i: task(i))
+    deadline = time.monotonic() + 5
+    while len(started) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(started) == list(range(40))
+    release.set()
+    time.sleep(0.2)
+    before = threading.active_count()
+    for i in range(40, 50):  # idle threads are reused, not added
+        pool.submit(lambda i=i: task(i))
+    time.sleep(0.2)
+    assert threading.active_count() <= before
+    assert sorted(started) == list(range(50))
