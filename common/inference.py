@@ -239,7 +239,6 @@ def _proxy(
 
     # The response headers came within upstream_ttfb_ms; from now on the
     # allowed silence between two upstream reads is upstream_read_ms.
-    upstream_response.set_read_timeout(settings.read_seconds)
     scanner = UsageScanner(Usage(), encoding)
 
     def settle(final_status: int) -> None:
@@ -251,6 +250,7 @@ def _proxy(
         settle,
         status=status,
         ping_seconds=settings.ping_seconds,
+        read_seconds=settings.read_seconds,
         drain_seconds=settings.drain_seconds,
     )
     response = Response(relay, status=status, headers=headers, direct_passthrough=True)

@@ -1,13 +1,14 @@
 """Relaying an upstream's server-sent events to the client, unbuffered, while reading its usage.
 
-A reader thread reads the upstream response chunk by chunk as bytes arrive
-(`http1.Response.iter_chunks`: each HTTP chunk, or whatever a read returns) and hands each chunk,
-unchanged, to the WSGI body iterator `StreamRelay`, which the server writes to
-the client at once. The thread exists for two reasons: the iterator can wait
-for the next chunk with a timeout and emit our own `event: ping` after
-`timeouts.ping_interval_ms` of upstream silence (a socket timeout would
-poison the connection), and the upstream keeps being read after the client
-has gone, so the usage metered is the upstream's real figure.
+The request's own thread reads the upstream response chunk by chunk as bytes
+arrive (`http1.Response.iter_chunks`: each HTTP chunk, or whatever a read
+returns) and returns each chunk, unchanged, from the WSGI body iterator
+`StreamRelay`, which the server writes to the client at once: no extra thread,
+no queue, no hand-off per event. The upstream socket's timeout is the ping
+interval: after `timeouts.ping_interval_ms` of upstream silence the iterator
+returns our own `event: ping` (only between events) and goes on reading.
+When the client has gone, `close()` keeps reading the upstream to its end, so
+the usage metered is the upstream's real figure.
 
 Usage is read by `UsageScanner` from the same chunks without copying the
 stream: only complete lines that contain `"usage"` and belong to a
@@ -20,9 +21,6 @@ after the upstream's end (bounded by `timeouts.drain_after_disconnect_ms`).
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -32,6 +30,7 @@ import msgspec
 
 from common import logs
 from common.metering import Usage
+from common.upstreams import http1
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 STREAM_ERROR = (
@@ -118,158 +117,111 @@ def usage_of_body(body: bytes, content_encoding: str | None) -> Usage:
     return usage
 
 
-class _ReaderThreads:
-    """Reusable daemon threads for stream readers (starting a thread costs ~120 µs, a hand-off ~40 µs).
-
-    A task never waits for a free thread: when none is idle a new one starts,
-    so every open stream has its reader. Threads idle for a minute exit.
-    """
-
-    IDLE_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0  # threads waiting for a task and not yet promised one
-
-    def submit(self, task: Callable[[], None]) -> None:
-        with self._lock:
-            spawn = self._idle == 0
-            if not spawn:
-                self._idle -= 1
-        self._tasks.put(task)
-        if spawn:
-            threading.Thread(target=self._work, name="sse-reader", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            try:
-                task = self._tasks.get(timeout=self.IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:  # nobody was promised this thread: leave
-                        self._idle -= 1
-                        return
-                continue  # a task is on its way to this thread
-            try:
-                task()
-            except BaseException as exc:  # a reader never kills its thread
-                logs.error("stream reader failed", error=f"{type(exc).__name__}: {exc}")
-            with self._lock:
-                self._idle += 1
-
-
-_READERS = _ReaderThreads()
-
-
 class StreamRelay:
     """The WSGI body of a streamed reply (iterable with `close()`, as PEP 3333 wants).
 
-    `settle(status)` is called exactly once: before the last chunk is handed
-    to the server, or from `close()` after a client disconnect once the
-    upstream has been read to its end (or the drain deadline passed).
+    Runs entirely in the request's thread: each `__next__` reads the next
+    upstream chunk and returns it as is. The scan for usage of a chunk is
+    deferred to the start of the next call, so it runs after the chunk has been
+    handed to the server. `settle(status)` is called exactly once: before the
+    last chunk is handed over, or from `close()` after a client disconnect once
+    the upstream has been read to its end (or the drain deadline passed).
     """
 
     def __init__(
         self,
-        response: Any,
+        response: http1.Response,
         scanner: UsageScanner,
         settle: Callable[[int], None],
         *,
         status: int,
         ping_seconds: float,
+        read_seconds: float,
         drain_seconds: float,
     ) -> None:
         self._response = response
         self._scanner = scanner
         self._settle_fn = settle
         self._status = status
-        self._ping = max(ping_seconds, 0.05)
         self._drain = drain_seconds
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._chunks = response.iter_chunks(max(ping_seconds, 0.05), read_seconds)
+        self._unscanned: bytes | None = None
         self._settled = False
         self._finished = False
         self._at_boundary = True
-        self._discard = False
-        self._error: BaseException | None = None
-        self._sent_events = 0
-        self._reader_done = threading.Event()
-        _READERS.submit(self._read)
+        self._error: Exception | None = None
 
-    # -- the reader thread ---------------------------------------------------------
-    def _read(self) -> None:
-        feed = self._scanner.feed
-        put = self._queue.put
-        try:
-            for chunk in self._response.iter_chunks():  # releases the connection at the end
-                if not self._discard:
-                    put(chunk)  # relay first; `_last` joins this thread before settling
-                feed(chunk)
-        except BaseException as exc:  # the upstream broke or we abandoned it
-            self._error = exc
-            with contextlib.suppress(Exception):
-                self._response.close()
-        finally:
-            put(_END)
-            self._reader_done.set()
-
-    # -- the WSGI side -------------------------------------------------------------
     def __iter__(self) -> StreamRelay:
         return self
+
+    def _scan_pending(self) -> None:
+        if self._unscanned is not None:
+            self._scanner.feed(self._unscanned)
+            self._unscanned = None
+
+    def _next_chunk(self) -> bytes | None:
+        """The next upstream bytes, b"" after a silent ping interval, None at the end (or on error)."""
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            return None
+        except http1.UpstreamHTTPError as exc:
+            self._error = exc
+            return None
 
     def __next__(self) -> bytes:
         if self._finished:
             raise StopIteration
-        get = self._queue.get
+        self._scan_pending()
         while True:
-            try:
-                item = get(timeout=self._ping)
-            except queue.Empty:
+            chunk = self._next_chunk()
+            if chunk is None:
+                return self._last(b"")
+            if not chunk:
                 if self._at_boundary:
                     return PING
                 continue
-            if item is _END:
-                return self._last(b"")
-            self._at_boundary = item.endswith(b"\n\n") or item.endswith(b"\r\n\r\n")
-            if b"message_stop" in item:
-                return self._last(item)
-            return item  # type: ignore[no-any-return]
+            self._at_boundary = chunk.endswith(b"\n\n") or chunk.endswith(b"\r\n\r\n")
+            if b"message_stop" in chunk:
+                return self._last(chunk)
+            self._unscanned = chunk
+            return chunk
+
+    def _read_to_end(self, deadline: float) -> tuple[bytes, bool]:
+        """Upstream bytes until its end or `deadline` (monotonic): (bytes, ended)."""
+        parts: list[bytes] = []
+        while time.monotonic() < deadline:
+            chunk = self._next_chunk()
+            if chunk is None:
+                return b"".join(parts), True
+            if chunk:
+                self._scanner.feed(chunk)
+                parts.append(chunk)
+        return b"".join(parts), False
 
     def _last(self, item: bytes) -> bytes:
-        """The final bytes: wait (briefly) for the upstream's end, settle, then hand them over."""
+        """The final bytes: read to the upstream's end (briefly), settle, then hand them over."""
+        ended = True
         if item:
-            ended = self._reader_done.wait(timeout=min(self._drain, 5.0))
-            item += self._collect(block=ended)
-            if not ended:
-                # The upstream kept the stream open after message_stop: settle
-                # with what it reported; later bytes are still relayed.
-                self._settle(self._status)
-                return item
-        else:
-            self._finished = True
+            self._scanner.feed(item)
+            rest, ended = self._read_to_end(time.monotonic() + min(self._drain, 5.0))
+            item += rest
+        if not ended:
+            # The upstream kept the stream open after message_stop: settle with
+            # what it reported; anything later is still relayed.
+            self._settle(self._status)
+            return item
+        self._finished = True
         if self._error is not None and not self._settled:
-            logs.warning("upstream stream interrupted", error=type(self._error).__name__)
-            if self._at_boundary:
-                item += STREAM_ERROR
+            logs.warning("upstream stream interrupted", error=http1.describe(self._error))
+            if self._at_boundary and not item:
+                item = STREAM_ERROR
             self._settle(502)
         else:
             self._settle(self._status)
-        self._finished = True
         if not item:
             raise StopIteration
         return item
-
-    def _collect(self, block: bool) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            try:
-                item = self._queue.get(block=block, timeout=1.0 if block else None)
-            except queue.Empty:
-                break
-            if item is _END:
-                break
-            parts.append(item)
-        return b"".join(parts)
 
     def close(self) -> None:
         """The server is done with us: normally after the end; early if the client went away."""
@@ -278,16 +230,16 @@ class StreamRelay:
             return
         # The client disconnected (or the server gave up): keep reading the
         # upstream so the usage it reports is the real one, then settle.
-        self._discard = True
+        self._scan_pending()
         started = time.monotonic()
-        if not self._reader_done.wait(timeout=self._drain):
+        _, ended = self._read_to_end(started + self._drain)
+        if not ended:
             logs.warning(
                 "upstream still streaming at the drain deadline; metering what it reported so far",
                 drain_seconds=self._drain,
             )
-            with contextlib.suppress(Exception):
-                self._response.shutdown()
-            self._reader_done.wait(timeout=2.0)
+            self._chunks.close()
+            self._response.close()
         logs.info(
             "client disconnected mid-stream; upstream read to its end for metering",
             drained_ms=round((time.monotonic() - started) * 1000, 1),

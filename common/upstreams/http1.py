@@ -24,8 +24,8 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
-from io import BufferedReader
+import time
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,18 +53,29 @@ class ProtocolError(UpstreamHTTPError):
     pass
 
 
+class _Eof(Exception):
+    """The upstream closed the connection."""
+
+
 class _Conn:
-    __slots__ = ("reader", "sock")
+    """A socket with our own read buffer.
+
+    Reads go straight to `sock.recv` (no `makefile`): a timeout on a raw socket
+    (TLS included: CPython waits for readability before SSL_read) leaves it
+    usable, which is what lets a stream wait for `ping_interval` of silence,
+    send a ping, and go on reading in the same thread. Nothing is taken out of
+    the buffer until a whole line or a whole chunk is there, so a read that
+    times out can simply be retried.
+    """
+
+    __slots__ = ("buf", "last_byte", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader: BufferedReader = sock.makefile("rb", buffering=65536)  # type: ignore[assignment]
+        self.buf = bytearray()
+        self.last_byte = 0.0
 
     def close(self) -> None:
-        try:
-            self.reader.close()
-        except OSError:
-            pass
         try:
             self.sock.close()
         except OSError:
@@ -72,11 +83,46 @@ class _Conn:
 
     def dropped(self) -> bool:
         """An idle connection that is readable was closed (EOF) or is out of step: do not reuse it."""
+        if self.buf:
+            return True
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)  # TimeoutError / OSError propagate
+        if not data:
+            raise _Eof
+        self.buf += data
+        self.last_byte = time.monotonic()
+
+    def readline(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buf[: end + 1])
+                del self.buf[: end + 1]
+                return line
+            if len(self.buf) > _MAX_LINE:
+                raise ProtocolError("response line too long")
+            self._more()
+
+    def read_exact(self, size: int) -> bytes:
+        while len(self.buf) < size:
+            self._more()
+        data = bytes(self.buf[:size])
+        del self.buf[:size]
+        return data
+
+    def read_some(self, limit: int) -> bytes:
+        if not self.buf:
+            self._more()
+        data = bytes(self.buf[:limit])
+        del self.buf[:limit]
+        return data
 
 
 class Response:
@@ -109,86 +155,88 @@ class Response:
         if self._done:
             self.release()
 
-    def set_read_timeout(self, seconds: float) -> None:
-        if self._conn is not None:
-            self._conn.sock.settimeout(seconds)
+    def iter_chunks(
+        self, idle_seconds: float | None = None, silence_seconds: float = 600.0
+    ) -> Generator[bytes, None, None]:
+        """The body as it arrives: each HTTP chunk, or whatever bytes a read returns.
 
-    def iter_chunks(self) -> Iterator[bytes]:
-        """The body as it arrives: each HTTP chunk, or whatever bytes a read returns."""
+        With `idle_seconds`, an empty `b""` is yielded whenever that long passes
+        without a byte (the caller may write a ping), and more than
+        `silence_seconds` without a byte ends the body with `ResponseTimeout`.
+        """
         conn = self._conn
         if conn is None or self._done:
             return
-        reader = conn.reader
+        if idle_seconds is not None:
+            conn.sock.settimeout(min(idle_seconds, silence_seconds))
+        conn.last_byte = time.monotonic()
+        chunked = self.chunked
+        remaining = self._length
+        # Chunked state: the size of the chunk being read (None: a size line is next; -1: trailers).
+        size: int | None = None
         try:
-            if self.chunked:
-                while True:
-                    line = reader.readline(_MAX_LINE)
-                    if not line:
-                        raise ProtocolError("upstream closed the connection inside a chunked body")
-                    try:
-                        size = int(line.split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise ProtocolError("bad chunk size line") from None
-                    if size == 0:
-                        while True:  # trailers, if any, end with an empty line
-                            trailer = reader.readline(_MAX_LINE)
-                            if trailer in (b"\r\n", b"\n", b""):
-                                break
-                        break
-                    data = reader.read(size)
-                    if len(data) < size:
-                        raise ProtocolError("upstream closed the connection inside a chunk")
-                    reader.readline(_MAX_LINE)  # the CRLF after the chunk
-                    yield data
-            elif self._length is not None:
-                remaining = self._length
-                while remaining > 0:
-                    data = reader.read1(min(remaining, 65536))
-                    if not data:
-                        raise ProtocolError("upstream closed the connection before the end of the body")
-                    remaining -= len(data)
-                    yield data
-            else:
-                while True:
-                    data = reader.read1(65536)
-                    if not data:
-                        break
-                    yield data
+            while True:
+                try:
+                    if chunked:
+                        if size is None:
+                            line = conn.readline()
+                            try:
+                                size = int(line.split(b";", 1)[0].strip(), 16)
+                            except ValueError:
+                                raise ProtocolError("bad chunk size line") from None
+                            if size == 0:
+                                size = -1  # the last chunk: only trailers (if any) follow
+                        if size < 0:
+                            while conn.readline() not in (b"\r\n", b"\n"):
+                                pass  # trailers end with an empty line
+                            break
+                        data = conn.read_exact(size + 2)[:-2]  # the chunk and its CRLF
+                        size = None
+                        yield data
+                    elif remaining is not None:
+                        if remaining <= 0:
+                            break
+                        data = conn.read_some(min(remaining, 65536))
+                        remaining -= len(data)
+                        yield data
+                    else:
+                        try:
+                            data = conn.read_some(65536)
+                        except _Eof:
+                            break
+                        yield data
+                except TimeoutError:
+                    if idle_seconds is None or time.monotonic() - conn.last_byte >= silence_seconds:
+                        raise
+                    yield b""  # silence: nothing was consumed, the same step is retried
         except TimeoutError:
             self.close()
             raise ResponseTimeout("the upstream went silent for longer than the read timeout") from None
+        except _Eof:
+            self.close()
+            raise ProtocolError("upstream closed the connection before the end of the body") from None
         except OSError as exc:
             self.close()
             raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
         except ProtocolError:
             self.close()
             raise
+        except GeneratorExit:
+            self.close()  # abandoned mid-body: the connection is out of step
+            raise
         self._done = True
         self.release()
 
     def read(self, limit: int | None = None) -> bytes:
         """The whole body (at most `limit` bytes; the connection is then discarded)."""
-        if self._length is not None and not self._done and self._conn is not None and limit is None:
-            try:
-                data = self._conn.reader.read(self._length)
-            except TimeoutError:
-                self.close()
-                raise ResponseTimeout("the upstream did not send its body in time") from None
-            except OSError as exc:
-                self.close()
-                raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
-            if len(data) < self._length:
-                self.close()
-                raise ProtocolError("upstream closed the connection before the end of the body")
-            self._done = True
-            self.release()
-            return data
         parts: list[bytes] = []
         total = 0
-        for chunk in self.iter_chunks():
+        chunks = self.iter_chunks()
+        for chunk in chunks:
             parts.append(chunk)
             total += len(chunk)
             if limit is not None and total >= limit:
+                chunks.close()
                 self.close()
                 break
         return b"".join(parts)
@@ -199,7 +247,7 @@ class Response:
         if conn is None:
             return
         self._conn = None
-        if self._done and not self.will_close:
+        if self._done and not self.will_close and not conn.buf:
             self._pool.put(conn)
         else:
             conn.close()
@@ -210,15 +258,6 @@ class Response:
         self._conn = None
         if conn is not None:
             conn.close()
-
-    def shutdown(self) -> None:
-        """Unblock a thread reading this response (from another thread)."""
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class Pool:
@@ -294,9 +333,10 @@ class Pool:
             try:
                 conn.sock.settimeout(response_timeout)
                 conn.sock.sendall(payload)
-                status_line = conn.reader.readline(_MAX_LINE)
-                if not status_line:
-                    raise ConnectionResetError("closed before any response byte")
+                try:
+                    status_line = conn.readline()
+                except _Eof:
+                    raise ConnectionResetError("closed before any response byte") from None
                 return self._response(conn, status_line, method == "HEAD")
             except TimeoutError:
                 conn.close()
@@ -315,7 +355,12 @@ class Pool:
         raise ProtocolError("unreachable")  # pragma: no cover
 
     def _response(self, conn: _Conn, status_line: bytes, head: bool) -> Response:
-        reader = conn.reader
+        try:
+            return self._parse_response(conn, status_line, head)
+        except _Eof:
+            raise ProtocolError("upstream closed the connection inside the response head") from None
+
+    def _parse_response(self, conn: _Conn, status_line: bytes, head: bool) -> Response:
         while True:
             parts = status_line.split(None, 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -326,20 +371,16 @@ class Pool:
                 raise ProtocolError(f"bad status line {status_line[:80]!r}") from None
             header_list: list[tuple[str, str]] = []
             while True:
-                line = reader.readline(_MAX_LINE)
+                line = conn.readline()
                 if line in (b"\r\n", b"\n"):
                     break
-                if not line:
-                    raise ProtocolError("upstream closed the connection inside the headers")
                 if len(header_list) >= _MAX_HEADERS:
                     raise ProtocolError("too many response headers")
                 name, sep, value = line.decode("latin-1").partition(":")
                 if sep:
                     header_list.append((name.strip(), value.strip()))
             if 100 <= status < 200 and status != 101:
-                status_line = reader.readline(_MAX_LINE)  # an interim response: the real one follows
-                if not status_line:
-                    raise ProtocolError("upstream closed the connection after an interim response")
+                status_line = conn.readline()  # an interim response: the real one follows
                 continue
             keep_alive_http10 = parts[0] == b"HTTP/1.0"
             response = Response(self, conn, status, header_list, head)
