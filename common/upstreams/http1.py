@@ -83,7 +83,7 @@ class _Conn:
 
     def dropped(self) -> bool:
         """An idle connection that is readable was closed (EOF) or is out of step: do not reuse it."""
-        if self.buf:
+        if self.buf or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             return True
         try:
             poller = select.poll()
