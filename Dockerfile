@@ -9,7 +9,7 @@ FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PORT=8080 \
-    THREADS=40
+    THREADS=80
 
 WORKDIR /app
 COPY requirements.txt ./

@@ -25,7 +25,7 @@ from bench import procs
 JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopq"  # noqa: S105 (a throwaway loopback key)
 ADMIN_KEY = "bench-admin-write-key-0123456789abcdef01"
 MODEL = "claude-sonnet-4-5"
-DEFAULT_THREADS = 40  # Cloud Run concurrency 40 for `messages` -> THREADS 40 (see production_threads)
+DEFAULT_THREADS = 80  # Cloud Run concurrency 80 for `messages` -> THREADS 80 (see production_threads)
 
 
 def production_threads(root: Path = procs.ROOT) -> tuple[int, str]:
@@ -34,7 +34,7 @@ def production_threads(root: Path = procs.ROOT) -> tuple[int, str]:
     Read from terraform/ (the deploy engineer's source of truth) when present:
     THREADS is set to the function's concurrency there, so the figure is the
     `messages = { ... concurrency = N ... }` sizing entry, or a literal
-    `THREADS = "N"` / `max_instance_request_concurrency = N`. Otherwise 40.
+    `THREADS = "N"` / `max_instance_request_concurrency = N`. Otherwise 80.
     """
     tf_dir = root / "terraform"
     found: list[tuple[int, str]] = []

@@ -180,7 +180,7 @@ variable "functions" {
   }))
   default = {
     auth     = { cpu = "1", memory = "512Mi", concurrency = 20, max_instances = 10, min_instances = 0, timeout_seconds = 60 }
-    messages = { cpu = "1", memory = "1Gi", concurrency = 40, max_instances = 50, min_instances = 1, timeout_seconds = 3600 }
+    messages = { cpu = "1", memory = "1Gi", concurrency = 80, max_instances = 50, min_instances = 1, timeout_seconds = 3600 }
     admin    = { cpu = "1", memory = "512Mi", concurrency = 20, max_instances = 5, min_instances = 0, timeout_seconds = 300 }
   }
 
