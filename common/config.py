@@ -635,23 +635,6 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def _client_entry_allows(entry: str, model_id: str) -> bool:
-    """How Claude Code 2.1.x reads an availableModels entry (its default `availableModelsMatch: prefix`).
-
-    Family aliases allow the family; any other entry allows the id itself and
-    every id that extends it (`claude-opus-5` allows `claude-opus-5-5`), with or
-    without the `claude-` prefix (`opus-4-5`).
-    """
-    from common import models as model_catalog
-
-    want = model_catalog.canonical(entry)
-    have = model_catalog.canonical(model_id)
-    if want in model_catalog.FAMILIES:
-        return model_catalog.family(have) == want
-    want, have = want.removeprefix("claude-"), have.removeprefix("claude-")
-    return have == want or have.startswith(want + "-")
-
-
 def _settings_rules(cfg: Config, i: int, policy: Policy, errors: list[str], warnings: list[str]) -> None:
     """Managed settings must be servable JSON, and what Claude Code shows must match what the gateway enforces."""
     from common import canonical  # lazy: only the config check needs them
@@ -677,30 +660,11 @@ def _settings_rules(cfg: Config, i: int, policy: Policy, errors: list[str], warn
                     f"{where}.availableModels[{j}]: {_short(entry)} is a glob; the gateway expands it but Claude Code "
                     "does not, so its model picker will not offer those models; list model ids or family aliases"
                 )
-                continue
-            from common import models as model_catalog
-
-            widened = [
-                m.id
-                for m in cfg.models
-                if _client_entry_allows(entry, m.id) and not model_catalog.entry_matches(entry, m.id)
-            ]
-            if widened:
-                warnings.append(
-                    f"{where}.availableModels[{j}]: Claude Code reads {_short(entry)} as a prefix and offers "
-                    f"{', '.join(widened)}, which the gateway refuses (it matches ids exactly, family aliases and "
-                    "globs); list those ids too, or narrow the entry"
-                )
     model = policy.settings.get("model")
     if isinstance(model, str) and isinstance(available, list) and not policies.model_allowed(policy, model):
         warnings.append(
             f"{where}.model: {_short(model)} is not in availableModels; Claude Code will start on a model the "
             "gateway refuses; add it to availableModels or change model"
-        )
-    if policy.settings.get("deniedModels"):
-        warnings.append(
-            f"{where}.deniedModels: only Claude Code applies deniedModels, the gateway does not; remove those "
-            "models from availableModels so the gateway refuses them too"
         )
 
 

@@ -34,15 +34,27 @@ def family(model_id: str) -> str | None:
     return None
 
 
-def entry_matches(entry: str, model_id: str) -> bool:
-    """Does a policy entry (id, glob or family alias) cover `model_id`?"""
+def entry_matches(entry: str, model_id: str, exact: bool = False) -> bool:
+    """Does a policy entry cover `model_id`? Claude Code's own reading of availableModels.
+
+    As Claude Code 2.1.x reads `availableModels` (and `deniedModels`): a family
+    alias (`opus`) covers the family; any other entry covers its id in every
+    spelling (dates, `[1m]`, `-fast`, with or without `claude-`) and, unless
+    `exact` (`availableModelsMatch: exact`), every id that extends it
+    (`claude-opus-5` covers `claude-opus-5-5`). Globs (`claude-sonnet-*`) are
+    ours; Claude Code does not expand them (the config check warns).
+    """
     want = canonical(entry)
     have = canonical(model_id)
     if want in FAMILIES:
         return family(have) == want
     if any(ch in want for ch in "*?["):
         return fnmatch.fnmatchcase(have, want)
-    return want == have
+    want = want.removeprefix("claude-")
+    have = have.removeprefix("claude-").removesuffix("-fast")
+    if have == want:
+        return True
+    return not exact and have.startswith(want + "-")
 
 
 def resolve_entry(cfg: Config, entry: str) -> list[str]:

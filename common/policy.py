@@ -41,10 +41,18 @@ def available_entries(policy: Policy) -> list[str] | None:
 
 
 def model_allowed(policy: Policy, model_id: str) -> bool:
+    """The policy's model rules exactly as Claude Code applies them to its picker:
+    `deniedModels` first, then `availableModels` (read per `availableModelsMatch`)."""
+    denied = policy.settings.get("deniedModels")
+    if isinstance(denied, list) and any(
+        isinstance(entry, str) and models.entry_matches(entry, model_id) for entry in denied
+    ):
+        return False
     entries = available_entries(policy)
     if entries is None:
         return True
-    return any(models.entry_matches(entry, model_id) for entry in entries)
+    exact = policy.settings.get("availableModelsMatch") == "exact"
+    return any(models.entry_matches(entry, model_id, exact) for entry in entries)
 
 
 def allowed_models(cfg: Config, policy: Policy) -> list[str]:

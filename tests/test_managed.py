@@ -255,6 +255,7 @@ def test_config_check_warns_where_claude_code_and_the_gateway_would_disagree(dat
         [
             {"match": {"groups": ["a"]}, "settings": {"availableModels": ["claude-sonnet-*"]}},
             {"match": {"groups": ["b"]}, "settings": {"availableModels": ["haiku"], "model": "opus"}},
+            {"match": {"groups": ["c"]}, "settings": {"availableModels": []}},
             {"settings": {"availableModels": ["sonnet", "haiku"], "deniedModels": ["claude-haiku-4-5"]}},
         ],
         database_url,
@@ -262,24 +263,36 @@ def test_config_check_warns_where_claude_code_and_the_gateway_would_disagree(dat
     text = "\n".join(loaded.warnings)
     assert "managed.policies[0].settings.availableModels[0]" in text and "glob" in text
     assert "managed.policies[1].settings.model" in text
-    assert "managed.policies[2].settings.deniedModels" in text
+    assert "managed.policies[2].settings.availableModels: an empty list" in text
+    assert "managed.policies[3]" not in text  # deniedModels is enforced by the gateway too
 
 
-def test_config_check_warns_where_claude_codes_prefix_matching_widens_an_entry(database_url: str) -> None:
+def test_gateway_reads_available_and_denied_models_as_claude_code_does(database_url: str) -> None:
+    """Prefix entries, `availableModelsMatch: exact` and `deniedModels` mean the same on both sides."""
+    from common import policy as policies
+
     loaded = _check(
         [
             {"match": {"groups": ["a"]}, "settings": {"availableModels": ["claude-sonnet-4", "opus-4-5"]}},
-            {"match": {"groups": ["b"]}, "settings": {"availableModels": []}},
-            {"settings": {"availableModels": ["opus", "claude-haiku-4-5", "claude-sonnet-4-5-20250929"]}},
+            {
+                "match": {"groups": ["b"]},
+                "settings": {"availableModels": ["claude-sonnet-4"], "availableModelsMatch": "exact"},
+            },
+            {"settings": {"availableModels": ["sonnet", "haiku"], "deniedModels": ["claude-haiku-4-5"]}},
         ],
         database_url,
     )
-    text = "\n".join(loaded.warnings)
-    assert "managed.policies[0].settings.availableModels[0]: Claude Code reads 'claude-sonnet-4' as a prefix" in text
-    assert "claude-sonnet-4-5" in text
-    assert "managed.policies[0].settings.availableModels[1]: Claude Code reads 'opus-4-5'" in text
-    assert "managed.policies[1].settings.availableModels: an empty list" in text
-    assert "managed.policies[2]" not in text  # aliases, exact and dated ids agree
+    assert loaded.warnings == []
+    cfg = loaded.config
+    prefix, exact, denying = (p for p in cfg.managed.policies)
+    assert policies.model_allowed(prefix, "claude-sonnet-4-5-20250929")  # extends claude-sonnet-4
+    assert policies.model_allowed(prefix, "claude-opus-4-5")  # `opus-4-5` without `claude-`
+    assert not policies.model_allowed(prefix, "claude-opus-4-1")
+    assert policies.model_allowed(exact, "claude-sonnet-4-20250514")
+    assert not policies.model_allowed(exact, "claude-sonnet-4-5")
+    assert policies.model_allowed(denying, "claude-sonnet-4-5")
+    assert not policies.model_allowed(denying, "claude-haiku-4-5-20251001")
+    assert policies.allowed_models(cfg, denying) == ["claude-sonnet-4-5"]
 
 
 def test_config_check_refuses_settings_that_are_not_json(database_url: str) -> None:
