@@ -1,0 +1,217 @@
+"""End to end: the REAL Claude Code CLI signs in to our gateway with `/login` and works through it.
+
+One gateway (gunicorn, real Postgres, stand-in IdP and model upstream) and one
+sign-in serve the module; each test then works on its own copy of the signed-in
+HOME. See docs/e2e.md. Skipped plainly without root/tmux/npm, failed under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import claude_code as cc
+import pytest
+import stack as gateway_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Settings the gateway serves: nested keys out of order and non-ASCII text, so the
+# checksum only agrees with the CLI's if it is computed the way the CLI computes it.
+POLICY_SETTINGS: dict[str, Any] = {
+    "permissions": {"deny": ["WebFetch"], "allow": ["Read"]},
+    "companyAnnouncements": ["Gateway e2e — grüße ✓"],
+    "availableModels": ["opus", "sonnet", "haiku"],
+}
+# A browser's view of the managed-settings checksum: JSON.stringify of the settings with
+# keys sorted at every level, SHA-256 over its UTF-8. Run by node, not by our Python.
+NODE_CHECKSUM = r"""
+const crypto = require("node:crypto");
+const sortKeys = (v) => Array.isArray(v) ? v.map(sortKeys)
+  : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])])) : v;
+const settings = JSON.parse(require("node:fs").readFileSync(0, "utf8"));
+process.stdout.write("sha256:" + crypto.createHash("sha256").update(JSON.stringify(sortKeys(settings)), "utf8").digest("hex"));
+"""
+
+
+def node_checksum(settings: Any) -> str:
+    done = subprocess.run(
+        ["node", "-e", NODE_CHECKSUM], input=json.dumps(settings), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def claude() -> Path:
+    cc.prerequisites()
+    try:
+        binary: Path = cc.ensure_cli()
+        return binary
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        cc.require(False, f"cannot fetch Claude Code {cc.VERSION} with npm: {exc}")
+        raise
+
+
+@pytest.fixture(scope="module")
+def gateway(claude: Path, pg: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[gateway_stack.Stack]:
+    """The gateway on loopback, and the machine's managed settings pointing the CLI at it."""
+    workdir = tmp_path_factory.mktemp("e2e-gateway")
+    overrides = {"managed": {"policies": [{"name": "everyone", "settings": POLICY_SETTINGS}]}}
+    with (
+        cc.e2e_lock(),
+        cc.ManagedSettings() as managed,
+        gateway_stack.stack(pg.create_database(), workdir, overrides) as running,
+    ):
+        managed.write({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": running.url})
+        yield running
+
+
+class Login:
+    def __init__(self, result: cc.SignIn, mark: tuple[int, int], last_screen: str) -> None:
+        self.result = result
+        self.requests_from, self.requests_to = mark
+        self.last_screen = last_screen
+
+
+@pytest.fixture(scope="module")
+def login(claude: Path, gateway: gateway_stack.Stack, tmp_path_factory: pytest.TempPathFactory) -> Login:
+    """One complete `/login` of a fresh HOME, driven under tmux like a person would."""
+    base = tmp_path_factory.mktemp("e2e-login")
+    tmux = cc.Tmux()
+    before = gateway.mark()
+    try:
+        result = cc.sign_in(claude, gateway.url, base / "home", base / "project", tmux)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n\nGateway log tail:\n{gateway.server_tail()}") from None
+    finally:
+        last = tmux.last()
+        tmux.stop()
+    return Login(result, (before, gateway.mark()), last)
+
+
+def copy_home(login: Login, into: Path) -> Path:
+    """A test's own copy of the signed-in HOME (the CLI rewrites it as it goes)."""
+    home = into / "home"
+    shutil.copytree(login.result.home, home, symlinks=True)
+    return home
+
+
+def answer_of(done: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-2000:]}"
+
+
+def test_login_then_print_goes_through_the_gateway(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    result = login.result
+    signin = gateway.requests()[login.requests_from : login.requests_to]
+    # Every screen of E2E.md came and was passed, in this order.
+    required = ["theme", "connect", "trust_gateway", "code", "connected", "security_notes", "folder_trust"]
+    assert [s for s in result.screens if s in required] == required, (result.screens, login.last_screen)
+
+    # The terminal showed the code and the page; the CLI opened verification_uri_complete.
+    assert result.screen_url == f"{gateway.url}/device"
+    assert result.opened_url == f"{gateway.url}/device?user_code={result.user_code}"
+    # The browser went page -> confirm -> IdP -> our callback, and was told it is signed in.
+    hops = [hop.split(" ")[1] for hop in result.browser_trail]
+    assert hops[-1].startswith(f"{gateway.url}/device/callback"), result.browser_trail
+    assert any(hop.startswith(gateway.idp.issuer) for hop in hops), result.browser_trail
+
+    # What the gateway saw from the CLI during the sign-in, with its real user agent.
+    cli_calls = [r for r in signin if r["headers"].get("user-agent", "").startswith("claude-code/")]
+    paths = [(r["method"], r["path"], r["status"]) for r in cli_calls]
+    assert ("POST", "/oauth/device_authorization", 200) in paths, paths
+    token_calls = [r for r in cli_calls if r["path"] == "/oauth/token"]
+    assert token_calls and token_calls[-1]["status"] == 200, token_calls
+    assert {r["grant_type"] for r in token_calls} == {"urn:ietf:params:oauth:grant-type:device_code"}
+    assert all(r["status"] in (200, 400) for r in token_calls), token_calls  # pending polls are 400
+
+    # The stored credential: ours, for this gateway, with both tokens, expiring in the future.
+    creds = result.credentials()
+    assert result.credentials_path.stat().st_mode & 0o777 == 0o600
+    stored = creds["enterpriseGateway"]
+    assert stored["url"] == gateway.url
+    assert stored["tokenEndpoint"] == f"{gateway.url}/oauth/token"
+    assert stored["email"] == gateway_stack.USER["email"]
+    assert stored["jwt"].count(".") == 2  # our session JWT
+    assert len(stored["idpRefreshToken"]) >= 32  # the gateway's opaque refresh token
+    assert stored["expiresAt"] > time.time() * 1000
+    assert creds["gatewayTrust"] == {"127.0.0.1": "http-loopback"}
+    from support import activate
+
+    from common import config, sessions
+
+    activate(gateway.config_path)
+    identity = sessions.verify(config.current(), stored["jwt"])
+    assert identity.email == gateway_stack.USER["email"]
+    assert list(identity.groups) == gateway_stack.USER["groups"]
+
+    # The same HOME, no extra environment: `claude -p` is answered by the stand-in via /v1/messages.
+    mark = gateway.mark()
+    done = cc.run_print(claude, result.home, result.workdir, "hi")
+    calls = gateway.since(mark)
+    assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}\n{gateway.server_tail()}"
+    assert gateway.upstream.reply in done.stdout, answer_of(done)
+    inference = [r for r in calls if r["path"] == "/v1/messages" and r["method"] == "POST"]
+    assert inference and all(r["status"] == 200 for r in inference), calls
+    assert any(r["stream"] is True for r in inference), inference
+    assert gateway.upstream.requests, "the stand-in upstream saw no request"
+
+
+def test_expired_access_token_is_refreshed(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    home = copy_home(login, tmp_path)
+    path = home / ".claude" / ".credentials.json"
+    before = json.loads(path.read_text())["enterpriseGateway"]
+    creds = json.loads(path.read_text())
+    creds["enterpriseGateway"]["expiresAt"] = int((time.time() - 60) * 1000)
+    path.write_text(json.dumps(creds))
+    path.chmod(0o600)
+
+    mark = gateway.mark()
+    done = cc.run_print(claude, home, login.result.workdir, "hi")
+    calls = gateway.since(mark)
+    assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}"
+    assert gateway.upstream.reply in done.stdout, answer_of(done)
+    refreshes = [r for r in calls if r["path"] == "/oauth/token"]
+    assert [(r["grant_type"], r["status"]) for r in refreshes] == [("refresh_token", 200)], calls
+    first_inference = next(i for i, r in enumerate(calls) if r["path"] == "/v1/messages")
+    assert calls.index(refreshes[0]) < first_inference, "the CLI must refresh before using the token"
+
+    after = json.loads(path.read_text())["enterpriseGateway"]
+    assert after["expiresAt"] > time.time() * 1000
+    assert after["jwt"] != before["jwt"]
+    assert after["idpRefreshToken"] != before["idpRefreshToken"], "refresh tokens rotate on each use"
+
+
+def test_managed_settings_cached_and_revalidated_with_our_etag(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    signin = gateway.requests()[login.requests_from : login.requests_to]
+    fetches = [r for r in signin if r["path"] == "/managed/settings"]
+    assert fetches and fetches[0]["status"] == 200, signin
+    assert "if-none-match" not in fetches[0]["headers"], "a fresh HOME has nothing to revalidate"
+    etag = fetches[0]["etag"]
+
+    # The CLI caches the settings themselves (no checksum stored beside them)...
+    cached = json.loads((login.result.home / ".claude" / "remote-settings.json").read_text())
+    assert cached == POLICY_SETTINGS
+    # ...so the If-None-Match it sends is its own checksum of them. Ours must be the same.
+    expected = node_checksum(POLICY_SETTINGS)
+    assert etag == f'"{expected}"'
+
+    home = copy_home(login, tmp_path)
+    mark = gateway.mark()
+    done = cc.run_print(claude, home, login.result.workdir, "hi")
+    calls = [r for r in gateway.since(mark) if r["path"] == "/managed/settings"]
+    # (the revalidation comes before any inference: this holds whatever the answer was)
+    assert calls, f"the CLI did not revalidate its managed settings; {answer_of(done)}"
+    assert calls[0]["headers"].get("if-none-match") == etag, calls
+    assert all(r["status"] == 304 for r in calls), calls
