@@ -211,16 +211,23 @@ def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
 def run_print(
     claude: Path, home: Path, cwd: Path, prompt: str, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """`claude -p PROMPT` with this HOME and nothing else."""
-    return subprocess.run(
-        [str(claude), "-p", prompt],
-        cwd=cwd,
-        env=environment(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    """`claude -p PROMPT` with this HOME and nothing else; bounded by `timeout`."""
+    try:
+        return subprocess.run(
+            [str(claude), "-p", prompt],
+            cwd=cwd,
+            env=environment(home),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise AssertionError(
+            f"claude -p did not finish in {timeout:.0f}s\nstdout:\n{out[-2000:]}\nstderr:\n{err[-2000:]}"
+        ) from None
 
 
 # --- the terminal ----------------------------------------------------------------------
