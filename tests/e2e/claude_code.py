@@ -391,7 +391,8 @@ def _strip_query(url: str) -> str:
 
 CODE = re.compile(r"Code:\s+([A-Z0-9]{4}-[A-Z0-9]{4})")
 DEVICE_URL = re.compile(r"(https?://\S+/device)\b")
-PROMPT = re.compile(r"^❯\s*$", re.M)  # the empty input line of the normal prompt
+# The normal prompt: the input line between two rules (it may hold placeholder text).
+PROMPT = re.compile(r"^─{20,}\s*\n❯.*\n─{20,}", re.M)
 
 
 def choose(tmux: Tmux, option: str, timeout: float = 10) -> None:

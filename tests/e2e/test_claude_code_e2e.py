@@ -215,3 +215,27 @@ def test_managed_settings_cached_and_revalidated_with_our_etag(
     assert calls, f"the CLI did not revalidate its managed settings; {answer_of(done)}"
     assert calls[0]["headers"].get("if-none-match") == etag, calls
     assert all(r["status"] == 304 for r in calls), calls
+
+
+def test_user_removed_at_the_idp_is_signed_out_at_next_refresh(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    """Off-boarding: once the IdP no longer knows the user, the CLI's refresh is refused."""
+    home = copy_home(login, tmp_path)
+    path = home / ".claude" / ".credentials.json"
+    creds = json.loads(path.read_text())
+    creds["enterpriseGateway"]["expiresAt"] = int((time.time() - 60) * 1000)
+    path.write_text(json.dumps(creds))
+    user = gateway_stack.USER
+    assert gateway.idp.remove_user(user["email"])
+    try:
+        mark = gateway.mark()
+        done = cc.run_print(claude, home, login.result.workdir, "hi")
+        calls = gateway.since(mark)
+    finally:
+        gateway.idp.set_user(user["email"], **{k: v for k, v in user.items() if k != "email"})
+    refreshes = [(r["grant_type"], r["status"]) for r in calls if r["path"] == "/oauth/token"]
+    assert refreshes and set(refreshes) == {("refresh_token", 401)}, calls
+    assert not [r for r in calls if r["path"] == "/v1/messages" and r["status"] == 200], calls
+    assert done.returncode != 0, answer_of(done)
+    assert "no longer accepts this session" in done.stderr and "/login" in done.stderr, answer_of(done)
