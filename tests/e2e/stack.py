@@ -105,6 +105,7 @@ def gunicorn(config_path: Path, port: int, request_log: Path, server_log: Path, 
                 "0",
                 "--graceful-timeout",
                 "3",
+                "--no-control-socket",  # its default path in ~/.gunicorn is shared by every gunicorn here
                 "gateway_wsgi:app",
             ],
             cwd=ROOT,
