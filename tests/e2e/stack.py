@@ -20,6 +20,8 @@ from support import base_config, deep_merge, free_port, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+# What the stand-in model says: a marker no other component could produce.
+REPLY = "Answer from the e2e model stand-in (7f3c). "
 USER = {"email": "dev@example.com", "sub": "dev-0001", "email_verified": True, "groups": ["eng"]}
 
 
@@ -138,7 +140,7 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
     with contextlib.ExitStack() as stops:
         idp = idp_standin.start(users=[USER])
         stops.callback(idp.stop)
-        upstream = upstream_standin.start()
+        upstream = upstream_standin.start(text=REPLY, deltas=2)
         stops.callback(upstream.stop)
         port = free_port()
         public_url = f"http://127.0.0.1:{port}"

@@ -153,15 +153,19 @@ def test_login_then_print_goes_through_the_gateway(
     assert list(identity.groups) == gateway_stack.USER["groups"]
 
     # The same HOME, no extra environment: `claude -p` is answered by the stand-in via /v1/messages.
-    mark = gateway.mark()
+    mark, upstream_mark = gateway.mark(), len(gateway.upstream.requests)
     done = cc.run_print(claude, result.home, result.workdir, "hi")
     calls = gateway.since(mark)
     assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}\n{gateway.server_tail()}"
-    assert gateway.upstream.reply in done.stdout, answer_of(done)
+    assert gateway_stack.REPLY.strip() in done.stdout, answer_of(done)
     inference = [r for r in calls if r["path"] == "/v1/messages" and r["method"] == "POST"]
     assert inference and all(r["status"] == 200 for r in inference), calls
     assert any(r["stream"] is True for r in inference), inference
-    assert gateway.upstream.requests, "the stand-in upstream saw no request"
+    # ...and the stand-in got it in Vertex AI's shape (model in the URL, not the body).
+    vertex = [r for r in gateway.upstream.requests[upstream_mark:] if r.path.endswith(":streamRawPredict")]
+    assert vertex, [r.url for r in gateway.upstream.requests[upstream_mark:]]
+    assert vertex[-1].json.get("anthropic_version") == "vertex-2023-10-16", vertex[-1].url
+    assert "model" not in vertex[-1].json, vertex[-1].url
 
 
 def test_expired_access_token_is_refreshed(
@@ -179,7 +183,7 @@ def test_expired_access_token_is_refreshed(
     done = cc.run_print(claude, home, login.result.workdir, "hi")
     calls = gateway.since(mark)
     assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}"
-    assert gateway.upstream.reply in done.stdout, answer_of(done)
+    assert gateway_stack.REPLY.strip() in done.stdout, answer_of(done)
     refreshes = [r for r in calls if r["path"] == "/oauth/token"]
     assert [(r["grant_type"], r["status"]) for r in refreshes] == [("refresh_token", 200)], calls
     first_inference = next(i for i, r in enumerate(calls) if r["path"] == "/v1/messages")
