@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class Stack:
     idp: Any
     upstream: Any
     server_log: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+    managed: Any = None  # the claude_code.ManagedSettings this run owns
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request the gateway has answered so far (see gateway_wsgi.RequestLog)."""

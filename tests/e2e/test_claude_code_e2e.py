@@ -39,6 +39,10 @@ process.stdout.write("sha256:" + crypto.createHash("sha256").update(JSON.stringi
 """
 
 
+def managed_settings_for(url: str) -> dict[str, str]:
+    return {"forceLoginMethod": "gateway", "forceLoginGatewayUrl": url}
+
+
 def node_checksum(settings: Any) -> str:
     done = subprocess.run(
         ["node", "-e", NODE_CHECKSUM], input=json.dumps(settings), capture_output=True, text=True, timeout=30
@@ -68,7 +72,8 @@ def gateway(claude: Path, pg: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         cc.ManagedSettings() as managed,
         gateway_stack.stack(pg.create_database(), workdir, overrides) as running,
     ):
-        managed.write({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": running.url})
+        managed.write(managed_settings_for(running.url))
+        running.managed = managed
         yield running
 
 
@@ -154,7 +159,10 @@ def test_login_then_print_goes_through_the_gateway(
 
     # The same HOME, no extra environment: `claude -p` is answered by the stand-in via /v1/messages.
     mark, upstream_mark = gateway.mark(), len(gateway.upstream.requests)
+    started = time.monotonic()
     done = cc.run_print(claude, result.home, result.workdir, "hi")
+    result.seconds["print_hi"] = time.monotonic() - started
+    print(f"e2e timings (s): {json.dumps({k: round(v, 1) for k, v in result.seconds.items()})}")
     calls = gateway.since(mark)
     assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}\n{gateway.server_tail()}"
     assert gateway_stack.REPLY.strip() in done.stdout, answer_of(done)
