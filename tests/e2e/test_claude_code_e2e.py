@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,37 @@ def test_user_removed_at_the_idp_is_signed_out_at_next_refresh(
     assert not [r for r in calls if r["path"] == "/v1/messages" and r["status"] == 200], calls
     assert done.returncode != 0, answer_of(done)
     assert "no longer accepts this session" in done.stderr and "/login" in done.stderr, answer_of(done)
+
+
+def test_onboarding_output_is_accepted_by_the_cli(claude: Path, gateway: gateway_stack.Stack, tmp_path: Path) -> None:
+    """`python -m gateway onboard --url URL`, written verbatim as managed settings, leads to our sign-in."""
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway", "onboard", "--url", gateway.url],
+        cwd=gateway_stack.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    settings = json.loads(made.stdout)
+    assert settings["forceLoginMethod"] == "gateway"
+    assert settings["forceLoginGatewayUrl"] == gateway.url
+    tmux = cc.Tmux()
+    gateway.managed.write(made.stdout)  # byte for byte what an MDM would install
+    try:
+        mark = gateway.mark()
+        (tmp_path / "home").mkdir()
+        tmux.start([str(claude)], tmp_path, cc.environment(tmp_path / "home"))
+        tmux.wait_for("Choose the text style", 30)
+        tmux.send("Enter")
+        screen = tmux.wait_for("Enter to connect", 15, what="the Cloud gateway screen")
+        assert f"Gateway:  {gateway.url}" in screen, screen
+        tmux.send("Enter")
+        tmux.wait_for(r"Trust gateway 127\.0\.0\.1\?", 15)
+        cc.choose(tmux, "Yes, trust")
+        tmux.wait_for(cc.CODE, 15, what="the sign-in code")
+        started = [r for r in gateway.since(mark) if r["path"] == "/oauth/device_authorization"]
+        assert [r["status"] for r in started] == [200], gateway.since(mark)
+    finally:
+        tmux.stop()
+        gateway.managed.write(managed_settings_for(gateway.url))
