@@ -209,14 +209,14 @@ def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
 
 
 def run_print(
-    claude: Path, home: Path, cwd: Path, prompt: str, timeout: float = 90
+    claude: Path, home: Path, cwd: Path, prompt: str, timeout: float = 90, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`claude -p PROMPT` with this HOME and nothing else; bounded by `timeout`."""
     try:
         return subprocess.run(
             [str(claude), "-p", prompt],
             cwd=cwd,
-            env=environment(home),
+            env=environment(home, extra_env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -397,7 +397,7 @@ PROMPT = re.compile(r"^─{20,}\s*\n❯.*\n─{20,}", re.M)
 
 def choose(tmux: Tmux, option: str, timeout: float = 10) -> None:
     """Move the highlight (❯) to `option` with Up/Down, then Enter; never trust the default."""
-    marked = re.compile(r"❯\s*(?:✔\s*)?" + re.escape(option))
+    marked = re.compile(r"❯\s*(?:✔\s*)?(?:\d+\.\s*)?" + re.escape(option))
     for key in ("", "Up", "Up", "Up", "Down", "Down", "Down", "Down", "Down", "Down"):
         if key:
             tmux.send(key)
@@ -489,7 +489,11 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
         ("connected", re.compile(r"Connected to Cloud gateway"), lambda _: tmux.send("Enter")),
         ("security_notes", re.compile(r"Security notes"), lambda _: tmux.send("Enter")),
         ("folder_trust", re.compile(r"Yes, I trust this folder"), lambda _: choose(tmux, "Yes, I trust this folder")),
-        ("managed_approval", re.compile(r"Managed settings require approval"), lambda _: tmux.send("Enter")),
+        (
+            "managed_approval",
+            re.compile(r"Managed settings require approval"),
+            lambda _: choose(tmux, "Yes, I trust these settings"),
+        ),
     ]
     handled: set[str] = set()
     end = started + deadline_s
@@ -503,12 +507,25 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
         if match is None:  # the prompt: signed in and past every first-run screen
             break
         name, pattern, act = match
-        act(text)
         handled.add(name)
         result.screens.append(name)
-        # The code screen stays up until the CLI's next poll (interval 5 s) sees the approval.
         gone = _absent(pattern)
-        tmux.wait_for(gone, 30 if name == "code" else 10, what=f"{name} to go away")
+        if name == "code":
+            act(text)
+            # The code screen stays up until the CLI's next poll (interval 5 s) sees the approval.
+            tmux.wait_for(gone, 30, what="the CLI to see the approval")
+            continue
+        # A key sent while a screen is still mounting can be lost: act again (at most 3
+        # times) if the screen is still there; every action here is safe to repeat.
+        for attempt in range(3):
+            time.sleep(0.3)
+            act(tmux.screen())
+            try:
+                tmux.wait_for(gone, 4 if attempt < 2 else 10, what=f"{name} to go away")
+                break
+            except ScreenTimeout:
+                if attempt == 2:
+                    raise
     result.seconds["prompt"] = time.monotonic() - started
     tmux.type("/exit")
     time.sleep(0.3)

@@ -58,6 +58,8 @@ class RequestLog:
                 or (key := name.upper().replace("-", "_")) in environ
             },
         }
+        # Whether a bearer came, never the credential itself.
+        entry["bearer"] = environ.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer ")
         if path == "/oauth/token":
             form = parse_qs(self._peek(environ).decode("utf-8", "replace"))
             entry["grant_type"] = form.get("grant_type", [""])[0]

@@ -32,6 +32,7 @@ class Stack:
     request_log: Path
     idp: Any
     upstream: Any
+    collector: Any  # otlp_receiver.Receiver: the operator's OTLP collector
     server_log: Path
     managed: Any = None  # the claude_code.ManagedSettings this run owns
 
@@ -131,6 +132,7 @@ def gunicorn(config_path: Path, port: int, request_log: Path, server_log: Path, 
 @contextlib.contextmanager
 def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
     """IdP, upstream, migrated database and gunicorn, all on 127.0.0.1; stopped in reverse order."""
+    from otlp_receiver import otlp_receiver
     from support import activate
 
     from common import store
@@ -138,6 +140,7 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
     from gateway.standins import upstream as upstream_standin
 
     with contextlib.ExitStack() as stops:
+        collector = stops.enter_context(otlp_receiver())
         idp = idp_standin.start(users=[USER])
         stops.callback(idp.stop)
         upstream = upstream_standin.start(text=REPLY, deltas=2)
@@ -145,6 +148,13 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
         port = free_port()
         public_url = f"http://127.0.0.1:{port}"
         data = e2e_config(database_url, public_url, idp.issuer, upstream.base_url)
+        # One local collector gets both the gateway's own metrics (flushed on every request, so
+        # a test sees them at once) and the CLI's exports relayed through /v1/metrics|logs.
+        data["telemetry"] = {
+            "collector": {"endpoint": collector.url},
+            "flush_interval_ms": 0,
+            "forward_to": [{"url": collector.url, "metrics": True, "logs": True}],
+        }
         if overrides:
             data = deep_merge(data, overrides)
         config_path = write_config(workdir, data)
@@ -154,4 +164,4 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
         request_log = workdir / "requests.jsonl"
         server_log = workdir / "gunicorn.log"
         url = stops.enter_context(gunicorn(config_path, port, request_log, server_log))
-        yield Stack(url, config_path, request_log, idp, upstream, server_log)
+        yield Stack(url, config_path, request_log, idp, upstream, collector, server_log)

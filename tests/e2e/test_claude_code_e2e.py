@@ -18,6 +18,7 @@ from typing import Any
 
 import claude_code as cc
 import pytest
+import requests
 import stack as gateway_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -118,7 +119,10 @@ def test_login_then_print_goes_through_the_gateway(
     result = login.result
     signin = gateway.requests()[login.requests_from : login.requests_to]
     # Every screen of E2E.md came and was passed, in this order.
-    required = ["theme", "connect", "trust_gateway", "code", "connected", "security_notes", "folder_trust"]
+    required = ["theme", "connect", "trust_gateway", "code", "account", "connected", "security_notes", "folder_trust"]
+    # The served policy pushes the telemetry exporter env (telemetry.forward_to is set), so
+    # the CLI asks to approve it; E2E.md's optional screen is required here.
+    required.append("managed_approval")
     assert [s for s in result.screens if s in required] == required, (result.screens, login.last_screen)
 
     # The terminal showed the code and the page; the CLI opened verification_uri_complete.
@@ -137,6 +141,10 @@ def test_login_then_print_goes_through_the_gateway(
     assert token_calls and token_calls[-1]["status"] == 200, token_calls
     assert {r["grant_type"] for r in token_calls} == {"urn:ietf:params:oauth:grant-type:device_code"}
     assert all(r["status"] in (200, 400) for r in token_calls), token_calls  # pending polls are 400
+
+    # The interactive start-up's background call (a dated Haiku id) went through too.
+    startup = [r for r in signin if r["path"] == "/v1/messages"]
+    assert startup and all(r["status"] == 200 for r in startup), startup
 
     # The stored credential: ours, for this gateway, with both tokens, expiring in the future.
     creds = result.credentials()
@@ -213,12 +221,20 @@ def test_managed_settings_cached_and_revalidated_with_our_etag(
     assert "if-none-match" not in fetches[0]["headers"], "a fresh HOME has nothing to revalidate"
     etag = fetches[0]["etag"]
 
+    # What the gateway serves this user: the policy's settings plus the telemetry env it pushes.
+    token = login.result.credentials()["enterpriseGateway"]["jwt"]
+    served = requests.get(f"{gateway.url}/managed/settings", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert served.status_code == 200 and served.headers["ETag"] == etag
+    settings = served.json()["settings"]
+    assert {k: v for k, v in settings.items() if k != "env"} == POLICY_SETTINGS
+    assert settings["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == gateway.url
     # The CLI caches the settings themselves (no checksum stored beside them)...
     cached = json.loads((login.result.home / ".claude" / "remote-settings.json").read_text())
-    assert cached == POLICY_SETTINGS
+    assert cached == settings
     # ...so the If-None-Match it sends is its own checksum of them. Ours must be the same.
-    expected = node_checksum(POLICY_SETTINGS)
+    expected = node_checksum(settings)
     assert etag == f'"{expected}"'
+    assert served.json()["checksum"] == expected
 
     home = copy_home(login, tmp_path)
     mark = gateway.mark()
@@ -231,22 +247,31 @@ def test_managed_settings_cached_and_revalidated_with_our_etag(
 
 
 def test_user_removed_at_the_idp_is_signed_out_at_next_refresh(
-    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+    claude: Path, gateway: gateway_stack.Stack, tmp_path: Path
 ) -> None:
-    """Off-boarding: once the IdP no longer knows the user, the CLI's refresh is refused."""
-    home = copy_home(login, tmp_path)
-    path = home / ".claude" / ".credentials.json"
-    creds = json.loads(path.read_text())
-    creds["enterpriseGateway"]["expiresAt"] = int((time.time() - 60) * 1000)
-    path.write_text(json.dumps(creds))
-    user = gateway_stack.USER
-    assert gateway.idp.remove_user(user["email"])
+    """Off-boarding: once the IdP no longer knows the user, the CLI's refresh is refused.
+
+    A user of its own signs in for this (removing them revokes their whole session
+    family, which must not touch the sessions other tests use).
+    """
+    leaver = {"email": "leaver@example.com", "sub": "leaver-0002", "email_verified": True, "groups": ["eng"]}
+    gateway.idp.set_user(leaver["email"], **{k: v for k, v in leaver.items() if k != "email"})
+    gateway.idp.login_as(leaver["email"])
+    tmux = cc.Tmux()
     try:
-        mark = gateway.mark()
-        done = cc.run_print(claude, home, login.result.workdir, "hi")
-        calls = gateway.since(mark)
+        result = cc.sign_in(claude, gateway.url, tmp_path / "home", tmp_path / "project", tmux)
     finally:
-        gateway.idp.set_user(user["email"], **{k: v for k, v in user.items() if k != "email"})
+        tmux.stop()
+        gateway.idp.login_as(gateway_stack.USER["email"])
+    assert result.credentials()["enterpriseGateway"]["email"] == leaver["email"]
+    creds = result.credentials()
+    creds["enterpriseGateway"]["expiresAt"] = int((time.time() - 60) * 1000)
+    result.credentials_path.write_text(json.dumps(creds))
+    assert gateway.idp.remove_user(leaver["email"])
+
+    mark = gateway.mark()
+    done = cc.run_print(claude, result.home, result.workdir, "hi")
+    calls = gateway.since(mark)
     refreshes = [(r["grant_type"], r["status"]) for r in calls if r["path"] == "/oauth/token"]
     assert refreshes and set(refreshes) == {("refresh_token", 401)}, calls
     assert not [r for r in calls if r["path"] == "/v1/messages" and r["status"] == 200], calls
@@ -286,3 +311,50 @@ def test_onboarding_output_is_accepted_by_the_cli(claude: Path, gateway: gateway
     finally:
         tmux.stop()
         gateway.managed.write(managed_settings_for(gateway.url))
+
+
+def test_cli_telemetry_reaches_the_collector_with_the_verified_identity(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    """The pushed env turns on the CLI's OTLP export to the gateway, which stamps who it really is."""
+    from otlp_receiver import data_points
+
+    home = copy_home(login, tmp_path)
+    # A developer trying to pass as someone else through the standard OTel variable.
+    spoof = {"OTEL_RESOURCE_ATTRIBUTES": "user.email=mallory@evil.example,user.id=mallory,enduser.id=mallory"}
+    received_before = len(gateway.collector.received)
+    mark = gateway.mark()
+    done = cc.run_print(claude, home, login.result.workdir, "hi", extra_env=spoof)
+    calls = gateway.since(mark)
+    assert done.returncode == 0, answer_of(done)
+    exports = [r for r in calls if r["path"] in ("/v1/metrics", "/v1/logs")]
+    assert any(r["path"] == "/v1/metrics" for r in exports), calls
+    assert all(r["status"] == 200 and r["bearer"] for r in exports), exports
+
+    def cli_points() -> list[tuple[dict[str, Any], dict[str, Any], float]]:
+        with gateway.collector.lock:
+            fresh = [m for path, m, _ in gateway.collector.received[received_before:] if path == "/v1/metrics"]
+        return [p for p in data_points(fresh, "claude_code.token.usage") if p[0].get("service.name") == "claude-code"]
+
+    deadline = time.monotonic() + 15
+    while not cli_points() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    points = cli_points()
+    assert points, f"no claude_code.token.usage from the CLI reached the collector; gateway saw {exports}"
+    for resource, attributes, _ in points:
+        for where in (resource, attributes):
+            assert where["user.email"] == gateway_stack.USER["email"], where
+            assert where["user.id"] == gateway_stack.USER["sub"], where
+            assert "mallory" not in json.dumps(where), where
+            assert not any(key.startswith("enduser.") for key in where), where
+    assert {a["type"] for _, a, _ in points} >= {"input", "output"}
+    assert {a["model"] for _, a, _ in points} == {"claude-opus-4-7"}
+
+    # And the gateway's own count of the same request, from the upstream's usage.
+    with gateway.collector.lock:
+        fresh = [m for path, m, _ in gateway.collector.received[received_before:] if path == "/v1/metrics"]
+    own = [p for p in data_points(fresh, "claude_code.token.usage") if p[0].get("service.name") == "claude-gateway"]
+    assert any(
+        a["model"] == "claude-opus-4-7" and a["type"] == "input" and a["user.email"] == gateway_stack.USER["email"]
+        for _, a, _ in own
+    ), own
