@@ -245,6 +245,7 @@ class Tmux:
         self.width, self.height = width, height
         self.history: list[str] = []
         self.started = False
+        self.socket_path = ""
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=15, env=env)
@@ -271,6 +272,7 @@ class Tmux:
             env=env,
         )
         self.started = True
+        self.socket_path = self._tmux("display-message", "-p", "#{socket_path}", check=False).strip()
         # Keep the last screen readable if the program exits or crashes.
         self._tmux("set-option", "-t", "e2e", "remain-on-exit", "on", check=False)
 
@@ -322,6 +324,8 @@ class Tmux:
         if self.started:
             self._tmux("kill-server", check=False)
             self.started = False
+            if self.socket_path.endswith(self.socket):  # tmux leaves its socket file behind
+                Path(self.socket_path).unlink(missing_ok=True)
 
 
 # --- the browser -----------------------------------------------------------------------
@@ -492,7 +496,8 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
         (
             "managed_approval",
             re.compile(r"Managed settings require approval"),
-            lambda _: choose(tmux, "Yes, I trust these settings"),
+            # This dialog ignores keys for a moment after it appears (no approving by typing ahead).
+            lambda _: (time.sleep(1.0), choose(tmux, "Yes, I trust these settings")),
         ),
     ]
     handled: set[str] = set()
@@ -509,6 +514,7 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
         name, pattern, act = match
         handled.add(name)
         result.screens.append(name)
+        result.seconds[name] = time.monotonic() - started
         gone = _absent(pattern)
         if name == "code":
             act(text)
