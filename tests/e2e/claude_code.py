@@ -496,7 +496,7 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
         (
             "managed_approval",
             re.compile(r"Managed settings require approval"),
-            # This dialog ignores keys for a moment after it appears (no approving by typing ahead).
+            # An Enter sent the moment this dialog appears was lost in every run: give it a second.
             lambda _: (time.sleep(1.0), choose(tmux, "Yes, I trust these settings")),
         ),
     ]
