@@ -92,7 +92,9 @@ def main(port: int = 8080, fresh: bool = False) -> int:
         from common import config, store
 
         cfg = config.current()
-        applied = store.migrate(store.get())
+        db = store.Database(cfg.store)
+        applied = store.migrate(db)
+        db.close()
         from gateway import local
 
         app = local.create_app()
