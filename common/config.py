@@ -270,7 +270,7 @@ class Config(_Base, frozen=True):
 
     @property
     def is_local(self) -> bool:
-        return self.local.enabled and _is_loopback_url(self.public_url)
+        return self.local.enabled and is_loopback_url(self.public_url)
 
 
 # --- references: ${ENV}, ${file:/abs}, ${secret:projects/…} ----------------------
@@ -461,7 +461,7 @@ def _schema_problem(exc: msgspec.ValidationError, raw: Any) -> str:
 # --- cross-field rules of CONFIG.md ------------------------------------------------
 
 
-def _is_loopback_url(url: str) -> bool:
+def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -484,7 +484,7 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             errors.append(f"listen.public_url: expected an absolute http(s) URL, got {_short(url)}")
-        elif parts.scheme == "http" and not _is_loopback_url(url):
+        elif parts.scheme == "http" and not is_loopback_url(url):
             errors.append(f"listen.public_url: plain http is allowed only on loopback, got {_short(url)}; use https")
         elif parts.path not in ("", "/") or parts.query:
             errors.append(f"listen.public_url: must be an origin without a path, got {_short(url)}")
@@ -503,7 +503,7 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
     issuer = urlsplit(cfg.oidc.issuer)
     if issuer.scheme not in ("http", "https") or not issuer.hostname:
         errors.append(f"oidc.issuer: expected the IdP's issuer URL, got {_short(cfg.oidc.issuer)}")
-    elif issuer.scheme == "http" and not _is_loopback_url(cfg.oidc.issuer):
+    elif issuer.scheme == "http" and not is_loopback_url(cfg.oidc.issuer):
         errors.append(f"oidc.issuer: plain http is allowed only on loopback, got {_short(cfg.oidc.issuer)}")
 
     secrets = cfg.session.secrets
@@ -545,7 +545,7 @@ def _rules(cfg: Config) -> tuple[list[str], list[str]]:
                 errors.append(f"{where}.region: required for provider vertex (e.g. global, us-east5)")
             if "api_key" in up.auth or "credentials_file" in up.auth or "key_file" in up.auth:
                 errors.append(f"{where}.auth: vertex uses the function's own identity; remove keys and key files")
-            if "anonymous" in up.auth and (up.base_url is None or not _is_loopback_url(up.base_url)):
+            if "anonymous" in up.auth and (up.base_url is None or not is_loopback_url(up.base_url)):
                 errors.append(
                     f"{where}.auth.anonymous: allowed only with a loopback base_url (a local stand-in); "
                     "remove it so the function's own identity is used"

@@ -9,12 +9,13 @@ configuration profile for the preference domain `com.anthropic.claudecode`
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import plistlib
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
+
+from common.config import is_loopback_url
 
 PREFERENCE_DOMAIN = "com.anthropic.claudecode"
 
@@ -23,21 +24,12 @@ class OnboardError(ValueError):
     pass
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def gateway_origin(url: str) -> str:
     """The origin Claude Code is given: https (http only on loopback), no path."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise OnboardError(f"--url must be an absolute URL such as https://claude-gw.corp.example.com, got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_url(url):
         raise OnboardError(f"Claude Code accepts plain http only for loopback gateways; use https, got {url!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise OnboardError(f"--url must be the gateway's origin without a path, got {url!r}")

@@ -13,12 +13,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from common import logs
-from common.config import Config, GoogleGroups
+from common.config import Config, GoogleGroups, is_loopback_url
 
 DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.group.readonly"
 
@@ -88,13 +87,9 @@ _credentials: Any = None
 _credentials_lock = threading.Lock()
 
 
-def _is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
 def _directory_session(settings: GoogleGroups) -> requests.Session:
     """A session carrying the function's delegated credential (none for a loopback stand-in)."""
-    if _is_loopback(settings.endpoint):
+    if is_loopback_url(settings.endpoint):
         return requests.Session()
     global _credentials
     with _credentials_lock:
