@@ -153,7 +153,7 @@ def applicable_caps(cfg: Config, identity: Identity, limits: Limits) -> list[Cap
         Cap(ukey, limit.period, limit.amount_micros, "user", email) for limit in limits.by_user.get(email, ())
     ]
     mode = cfg.admin.group_limit_mode if cfg.admin is not None else "min"
-    per_member: dict[str, Limit] = {}
+    per_member: dict[Period, Limit] = {}
     for group in dict.fromkeys(g.strip().lower() for g in identity.groups):
         for limit in limits.by_group.get(group, ()):
             if limit.pooled:
@@ -201,9 +201,7 @@ class Standing:
         return periods.reset_epoch(self.cap.period, self.day)
 
 
-def period_spend(
-    db: store.Database, keys: Sequence[str], starts: Sequence[date], day: date
-) -> list[tuple[int, int]]:
+def period_spend(db: store.Database, keys: Sequence[str], starts: Sequence[date], day: date) -> list[tuple[int, int]]:
     """(settled, held) micro-dollars for each (key, first day) pair up to `day`, in one statement."""
     if not keys:
         return []

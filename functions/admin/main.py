@@ -7,6 +7,7 @@ import functions_framework
 from flask import Request, Response
 
 from common import admin_sessions, session_store
+from common.admin import analytics, audit_log, explain, openapi, spend_limits
 from common.web import App
 
 session_store.install()
@@ -15,6 +16,12 @@ app = App("admin")
 app.route("/v1/organizations/sessions", ["GET"])(admin_sessions.list_sessions)
 app.route("/v1/organizations/sessions/revoke", ["POST"])(admin_sessions.revoke_sessions)
 app.route("/v1/organizations/sessions", ["DELETE"], prefix=True)(admin_sessions.revoke_sessions)
+app.route("/v1/organizations/spend_limits", ["GET", "POST"])(spend_limits.list_or_create)
+app.route("/v1/organizations/spend_limits", ["GET", "POST", "DELETE"], prefix=True)(spend_limits.item)
+app.route("/v1/organizations/analytics/cost", ["GET"])(analytics.cost)
+app.route("/v1/organizations/policy/explain", ["GET"])(explain.explain)
+app.route("/v1/organizations/audit_log", ["GET"])(audit_log.audit_log)
+app.route("/v1/organizations/openapi.json", ["GET"])(openapi.serve)
 
 
 @functions_framework.http
