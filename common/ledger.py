@@ -36,13 +36,16 @@ if TYPE_CHECKING:
     from common.sessions import Identity
 
 ORG_KEY = "org"
+# Keys whose check is optimistic (not locked): locking the org key would
+# serialise every request of the organisation (see docs/spend.md).
+UNLOCKED_KEYS = frozenset({ORG_KEY})
 # Writes to shared keys (org, group pools) are spread over this many counter rows.
 SHARDS = 16
 LIMITS_CACHE_SECONDS = 5.0
 BYTES_PER_TOKEN = 4  # a rough upper bound of tokens per request byte for the estimate
 SWEEP_PROBABILITY = 0.02  # settles that also sweep expired holds
 PENDING_MAX = 10_000  # queued settles kept while the database is away
-WARNING_THRESHOLDS = (0.95, 0.75)
+WARNING_THRESHOLDS = (95, 75)  # percent
 
 
 def user_key(email: str) -> str:
@@ -192,6 +195,15 @@ class Standing:
         # A display figure only (headers, percent); decisions compare integers.
         return self.used / self.cap.cap_micros if self.cap.cap_micros > 0 else 1.0
 
+    def reached(self, percent: int) -> bool:
+        """Has `used` reached `percent` % of the cap? (integers: no float edge cases)"""
+        return self.used * 100 >= percent * self.cap.cap_micros
+
+    @property
+    def hundredths(self) -> int:
+        """Utilization in whole percent, rounded down."""
+        return self.used * 100 // self.cap.cap_micros if self.cap.cap_micros > 0 else 100
+
     @property
     def blocked(self) -> bool:
         return self.used >= self.cap.cap_micros
@@ -273,7 +285,7 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         reservation.caps = caps
         reservation.estimate_micros = estimate_micros(cfg, info)
         ttl = cfg.enforcement.reservation_ttl_seconds if cfg.enforcement else 900
-        lock_keys = sorted({c.key for c in caps if c.key != ORG_KEY})
+        lock_keys = sorted({c.key for c in caps if c.key not in UNLOCKED_KEYS})
         rows = store.get().execute(
             "SELECT spent, held, admitted FROM spend_reserve(%s::uuid, %s::text[], %s::date[], %s::bigint[],"
             " %s::date, %s::bigint, %s::integer, %s::text[])",
@@ -324,8 +336,9 @@ def _unavailable(cfg: Config, reservation: Reservation, exc: Exception) -> tuple
     return reservation, {}
 
 
-def _fraction(value: float) -> str:
-    return f"{value:.2f}"
+def _fraction(percent: int) -> str:
+    """Whole percent as a fraction with 2 decimals: 75 -> "0.75"."""
+    return f"{percent // 100}.{percent % 100:02d}"
 
 
 def allowed_headers(states: Sequence[Standing]) -> dict[str, str]:
@@ -333,18 +346,17 @@ def allowed_headers(states: Sequence[Standing]) -> dict[str, str]:
     if not states:
         return {}
     fullest = max(states, key=lambda s: (s.utilization, s.reset_epoch))
-    utilization = min(math.floor(fullest.utilization * 100) / 100, 0.99)
-    status = "allowed_warning" if fullest.utilization >= WARNING_THRESHOLDS[-1] else "allowed"
+    status = "allowed_warning" if fullest.reached(WARNING_THRESHOLDS[-1]) else "allowed"
     headers = {
         "anthropic-ratelimit-unified-status": status,
         "anthropic-ratelimit-unified-representative-claim": "overage",
         "anthropic-ratelimit-unified-overage-status": status,
-        "anthropic-ratelimit-unified-overage-utilization": _fraction(utilization),
+        "anthropic-ratelimit-unified-overage-utilization": _fraction(min(fullest.hundredths, 99)),
         "anthropic-ratelimit-unified-reset": str(fullest.reset_epoch),
         "anthropic-ratelimit-unified-overage-reset": str(fullest.reset_epoch),
     }
     for threshold in WARNING_THRESHOLDS:
-        if fullest.utilization >= threshold:
+        if fullest.reached(threshold):
             headers["anthropic-ratelimit-unified-overage-surpassed-threshold"] = _fraction(threshold)
             break
     return headers

@@ -40,7 +40,7 @@ def standing(identity: Identity, now: datetime | None = None) -> dict[str, Any]:
             per_period[period] = {"limit": None, "used_credits": _cents(own_figure.spent_micros), "utilization": None}
             continue
         fullest = max(candidates, key=lambda s: (s.utilization, s.reset_epoch))
-        percent = min(100, int(fullest.utilization * 100))
+        percent = min(100, fullest.hundredths)
         per_period[period] = {
             "limit": _cents(fullest.cap.cap_micros),
             "used_credits": _cents(fullest.used),

@@ -39,7 +39,7 @@ def set_limit(scope_type: str, scope_id: str, period: str, dollars: str, pooled:
 def request_info(
     email: str = "dev@example.com",
     groups: tuple[str, ...] = (),
-    model: str = "claude-sonnet-4-5",
+    model: str = "claude-haiku-4-5",
     max_tokens: int = 1000,
     input_bytes: int = 4000,
 ) -> Any:
@@ -50,7 +50,7 @@ def request_info(
         identity=Identity(sub=email, email=email, groups=groups),
         model=model,
         upstream="vertex",
-        upstream_model=model + "@20250929",
+        upstream_model=model + "@20251001",
         max_tokens=max_tokens,
         input_bytes=input_bytes,
         request_id="req_test",
