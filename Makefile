@@ -24,7 +24,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy common functions gateway
+	@$(BIN)/mypy common functions gateway gatewayctl
 
 ## make bench: the benchmark (direct vs gateway), see docs/performance.md
 ## (PEER=/path/to/claude adds Anthropic's gateway; FETCH_PEER=1 npm-packs it into .cache/claude-code/)

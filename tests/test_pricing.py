@@ -23,7 +23,12 @@ KINDS = (
 )
 
 
-@given(usages, st.sampled_from(KINDS), st.integers(min_value=1, max_value=1_000_000), st.sampled_from(sorted(pricing.TABLE)))
+@given(
+    usages,
+    st.sampled_from(KINDS),
+    st.integers(min_value=1, max_value=1_000_000),
+    st.sampled_from(sorted(pricing.TABLE)),
+)
 def test_cost_is_monotonic_in_every_token_count(usage: Usage, kind: str, more: int, key: str) -> None:
     book = pricing.build(None)
     before = book.cost_micros(key, usage)

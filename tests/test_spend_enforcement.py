@@ -111,9 +111,7 @@ def test_thresholds_produce_the_headers(gateway: Path, frozen: list[datetime]) -
     assert final["anthropic-ratelimit-unified-overage-utilization"] == "0.99"
 
 
-def test_uncapped_user_costs_no_round_trip_and_gets_no_headers(
-    gateway: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_uncapped_user_costs_no_round_trip_and_gets_no_headers(gateway: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     set_limit("user", "someone-else@example.com", "daily", "5")
     ledger.cached_limits()  # warm the per-instance cache
     calls: list[str] = []
@@ -201,7 +199,9 @@ def test_period_boundaries(gateway: Path, frozen: list[datetime]) -> None:
     at(2028, 2, 28, 23, 59, 59)  # a Monday
     spend(info, 100_000)
     error = refused(info)
-    assert error.headers["retry-after"] == "1" and error.headers["anthropic-ratelimit-unified-overage-period"] == "daily"
+    assert (
+        error.headers["retry-after"] == "1" and error.headers["anthropic-ratelimit-unified-overage-period"] == "daily"
+    )
     at(2028, 2, 29, 0, 0, 0)
     spend(info, 100_000)
     at(2028, 2, 29, 23, 0, 0)
@@ -330,7 +330,9 @@ def test_fail_closed_and_fail_open_with_the_database_stopped(tmp_path: Path, own
         setup_path.mkdir()
         from support import activate, base_config, deep_merge, write_config
 
-        activate(write_config(setup_path, deep_merge(base_config(url), {"enforcement": {"fail_closed_on_error": False}})))
+        activate(
+            write_config(setup_path, deep_merge(base_config(url), {"enforcement": {"fail_closed_on_error": False}}))
+        )
         ticket = metering.begin(config.current(), info)
         assert ticket.headers == {}
         for _ in range(3):

@@ -1,0 +1,1 @@
+"""`python -m gatewayctl`: the admin CLI over the gateway's admin API."""
