@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 
-def _run(threads: int, seconds: float) -> tuple[float, float, float, float]:
-    from common import config, ledger, metering
+def _run(threads: int, seconds: float) -> tuple[float, float, float, float, float]:
+    from common import config, ledger, metering, store
     from common.metering import RequestInfo, Usage
     from common.sessions import Identity
 
@@ -48,8 +48,21 @@ def _run(threads: int, seconds: float) -> tuple[float, float, float, float]:
             finish_ms.extend(mine_f)
             done[0] += len(mine_b)
 
+    waiting: list[int] = []
+
+    def sample() -> None:
+        # Backends waiting on a lock (row or advisory), sampled: the contention itself.
+        db = store.get()
+        while time.monotonic() < stop:
+            rows = db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            waiting.append(int(rows[0][0]))
+            time.sleep(0.01)
+
     ledger.invalidate_limits()
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    pool.append(threading.Thread(target=sample))
     for t in pool:
         t.start()
     for t in pool:
@@ -58,7 +71,8 @@ def _run(threads: int, seconds: float) -> tuple[float, float, float, float]:
     def p(values: list[float], q: float) -> float:
         return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else 0.0
 
-    return done[0] / seconds, statistics.median(finish_ms), p(finish_ms, 99), p(begin_ms, 99)
+    lock_waits = statistics.mean(waiting) if waiting else 0.0
+    return done[0] / seconds, statistics.median(finish_ms), p(finish_ms, 99), p(begin_ms, 99), lock_waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "listen": {"public_url": "http://127.0.0.1:8080"},
             "oidc": {"issuer": "http://127.0.0.1:9", "client_id": "x"},
             "session": {"jwt_secret": "x" * 40},
-            "store": {"postgres_url": url, "max_connections": args.threads + 2},
+            "store": {"postgres_url": url, "max_connections": args.threads + 3},
             "upstreams": [{"name": "vertex", "provider": "vertex", "project_id": "p", "region": "global"}],
             "admin": {"write_keys": [{"id": "w", "key": "k" * 40}]},
         }
@@ -103,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             " VALUES ('splim_org', 'organization', '', 'monthly', 1000000000000)"
         )
         print(f"{args.threads} threads x {args.seconds:.0f} s, each request = 1 reserve + 1 settle round trip")
-        print(f"{'layout':<34} {'req/s':>8} {'settle p50':>11} {'settle p99':>11} {'reserve p99':>12}")
+        print(
+            f"{'layout':<34} {'req/s':>8} {'settle p50':>11} {'settle p99':>11} {'reserve p99':>12}"
+            f" {'lock waiters':>13}"
+        )
         layouts = (
             ("org counter in 16 shards (default)", 16, frozenset({ledger.ORG_KEY})),
             ("org counter in 1 row", 1, frozenset({ledger.ORG_KEY})),
@@ -115,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 ledger.SHARDS = shards
                 ledger.UNLOCKED_KEYS = unlocked
                 store.get().execute("TRUNCATE spend_usage, spend_counters, spend_holds")
-                rate, p50, p99, rp99 = _run(args.threads, args.seconds)
-                print(f"{name:<34} {rate:8.0f} {p50:9.2f}ms {p99:9.2f}ms {rp99:10.2f}ms", flush=True)
+                rate, p50, p99, rp99, waiters = _run(args.threads, args.seconds)
+                print(f"{name:<34} {rate:8.0f} {p50:9.2f}ms {p99:9.2f}ms {rp99:10.2f}ms {waiters:13.2f}", flush=True)
         store.reset()
     finally:
         devdb.remove(server)
