@@ -346,5 +346,5 @@ def test_schemathesis_finds_no_server_error(live: LiveServer, tmp_path: Path) ->
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     import re
 
-    passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed and int(passed.group(1)) >= 100, result.stdout[-3000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert cases and int(cases.group(1)) >= 100 and cases.group(1) == cases.group(2), result.stdout[-3000:]
