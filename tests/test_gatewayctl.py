@@ -76,3 +76,22 @@ def test_limits_usage_explain_audit(tmp_path: Path, database_url: str, capsys: p
 def test_runs_as_a_module() -> None:
     result = subprocess.run([sys.executable, "-m", "gatewayctl", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0 and "limits set --user a@x.com --daily 50" in result.stdout
+
+
+def test_sessions_list_and_revoke(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from common import store
+
+    path = setup_gateway(tmp_path, database_url)
+    for sid, email in (("sess_1", "a@x.com"), ("sess_2", "a@x.com"), ("sess_3", "b@x.com")):
+        store.get().execute(
+            "INSERT INTO auth_sessions (id, sub, email, groups, expires_at) VALUES (%s, %s, %s, '[\"eng\"]', now() + interval '1 day')",
+            (sid, email, email),
+        )
+    with live_gateway(path) as live:
+        code, out, _ = run(capsys, live.url, "sessions", "list", key=ADMIN_READ_KEY)
+        assert code == 0 and out.splitlines()[0].split() == ["ID", "EMAIL", "GROUPS", "CREATED", "EXPIRES"]
+        assert len(out.splitlines()) == 5
+        code, out, _ = run(capsys, live.url, "sessions", "revoke", "a@x.com")
+        assert code == 0 and out.strip() == "revoked 2 session(s) of a@x.com"
+        code, out, _ = run(capsys, live.url, "sessions", "list", key=ADMIN_READ_KEY)
+        assert "a@x.com" not in out and "b@x.com" in out
