@@ -111,7 +111,15 @@ def cached_limits() -> Limits:
         cached = _limits
         if cached is not None and now - cached[0] < LIMITS_CACHE_SECONDS:
             return cached[1]
-        loaded = load_limits(store.get())
+        try:
+            loaded = load_limits(store.get())
+        except Exception:
+            if cached is None:
+                raise
+            # The database is away: keep deciding who is capped from the last good
+            # read, so uncapped callers are not refused (the reserve still fails).
+            _limits = (time.monotonic() - LIMITS_CACHE_SECONDS + 1.0, cached[1])
+            return cached[1]
         _limits = (time.monotonic(), loaded)
         return loaded
 

@@ -324,6 +324,10 @@ def test_fail_closed_and_fail_open_with_the_database_stopped(tmp_path: Path, own
         assert error.headers["x-should-retry"] == "false"
         assert error.headers["anthropic-ratelimit-unified-overage-disabled-reason"] == "fetch_error"
         assert "unavailable" in error.message
+        # Who is capped comes from the last good read of the limits: an uncapped user still gets through.
+        assert ledger._limits is not None
+        ledger._limits = (0.0, ledger._limits[1])  # expired: the next request tries (and fails) to re-read
+        assert metering.begin(config.current(), request_info(email="free@example.com")).headers == {}
 
         # Fail open: the request goes through (no headers); its usage is queued, not lost.
         setup_path = tmp_path / "open"
