@@ -85,38 +85,51 @@ def test_fifty_concurrent_requests_stay_within_the_bound(tmp_path: Path, databas
     print(f"admitted {len(admitted)}/{N}; spent {ledger_total} µ$ of cap {cap} (bound {bound})")
 
 
-def test_without_the_lock_the_cap_would_be_overrun(tmp_path: Path, database_url: str) -> None:
-    """The same burst with the user's key unlocked (as the org key is) admits more: the lock matters."""
-    setup_gateway(tmp_path, database_url, {"store": {"max_connections": 10}})
-    cfg = config.current()
-    estimate = ledger.estimate_micros(cfg, request_info(max_tokens=MAX_TOKENS, input_bytes=INPUT_BYTES))
-    set_limit("user", "dev@example.com", "daily", str(2 * estimate / 1_000_000))
+def _reserve_sql(cursor: object, key: str, cap: int, lock: bool) -> bool:
+    import uuid
+    from datetime import UTC, datetime
 
-    def burst() -> int:
-        store.get().execute("DELETE FROM spend_holds")
-        barrier = threading.Barrier(20)
-        admitted: list[int] = []
+    today = datetime.now(UTC).date()
+    cursor.execute(  # type: ignore[attr-defined]
+        "SELECT bool_and(admitted) FROM spend_reserve(%s::uuid, %s::text[], %s::date[], %s::bigint[], %s::date,"
+        " %s::bigint, %s::integer, %s::text[])",
+        (str(uuid.uuid4()), [key], [today], [cap], today, 600, 60, [key] if lock else []),
+    )
+    return bool(cursor.fetchall()[0][0])  # type: ignore[attr-defined]
 
-        def one() -> None:
-            barrier.wait()
-            try:
-                metering.begin(cfg, request_info(max_tokens=MAX_TOKENS, input_bytes=INPUT_BYTES))
-                admitted.append(1)
-            except GatewayError:
-                pass
 
-        threads = [threading.Thread(target=one) for _ in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        return len(admitted)
+def test_the_lock_serialises_reservations_and_the_late_one_sees_the_first(database_url: str, tmp_path: Path) -> None:
+    """Two reserves racing on one key whose cap is one estimate, with A's transaction held open.
 
-    assert burst() == 2  # locked: exactly the two reservations that fit
-    original = ledger.UNLOCKED_KEYS
-    ledger.UNLOCKED_KEYS = frozenset({ledger.ORG_KEY, "user:dev@example.com"})
-    try:
-        unlocked = max(burst() for _ in range(3))
-    finally:
-        ledger.UNLOCKED_KEYS = original
-    assert unlocked > 2, "an optimistic check should admit concurrent reservations past the cap"
+    Locked: B waits for A's commit and then (fresh snapshot inside the function) sees A's hold: refused.
+    Unlocked (how the org key works): B does not see A's uncommitted hold and is admitted too.
+    """
+    import pg8000.dbapi
+
+    from common.store import parse_url
+
+    setup_gateway(tmp_path, database_url)
+    connect = parse_url(database_url)
+    for lock, b_expected in ((True, False), (False, True)):
+        key = f"user:race-{lock}@example.com"
+        a = pg8000.dbapi.connect(**connect)
+        b = pg8000.dbapi.connect(**connect)
+        b.autocommit = True
+        try:
+            a_cursor = a.cursor()
+            assert _reserve_sql(a_cursor, key, 600, lock)  # A holds 600 of 600, not yet committed
+            result: list[bool] = []
+
+            def race(out: list[bool] = result, conn: object = b, k: str = key, locked: bool = lock) -> None:
+                out.append(_reserve_sql(conn.cursor(), k, 600, locked))  # type: ignore[attr-defined]
+
+            racer = threading.Thread(target=race)
+            racer.start()
+            racer.join(timeout=1.0)
+            assert racer.is_alive() is lock  # locked: B is waiting for A
+            a.commit()
+            racer.join(timeout=10)
+            assert result == [b_expected]
+        finally:
+            a.close()
+            b.close()
