@@ -238,10 +238,12 @@ def cmd_explain(client: Client, args: argparse.Namespace) -> Any:
     if args.json:
         return result
     chosen = result.get("policy")
+    allowed = result.get("models") or {}
+    allowed = allowed.get("allowed") or [] if isinstance(allowed, dict) else allowed
     lines = [
         f"user     {result['email']}  groups: {', '.join(result['groups']) or '(none)'}",
-        f"policy   {chosen['name'] if isinstance(chosen, dict) else chosen or '(none applies)'}",
-        f"models   {', '.join(result.get('models') or []) or '(none)'}",
+        f"policy   {chosen or '(none applies)'}",
+        f"models   {', '.join(allowed) or '(none)'}",
     ]
     caps = result["spend"]["caps"]
     rows = [

@@ -281,13 +281,14 @@ def test_policy_explain(live: LiveServer) -> None:
     assert got.status_code == 200, got.text
     body = got.json()
     assert body["email"] == "c@example.com" and body["groups"] == ["contractors"]
-    assert body["policy"]["name"] == "contractors"
-    assert body["models"] == ["claude-haiku-4-5"]
+    assert body["policy"] == "contractors"
+    assert body["models"]["allowed"] == ["claude-haiku-4-5"]
+    assert body["tools"] == {"allow": [], "deny": ["Bash"], "mode": "strip"}
     caps = {(c["scope"], c["period"]): c for c in body["spend"]["caps"]}
     assert caps[("rbac_group", "daily")]["amount"] == "500"
     assert caps[("organization", "monthly")]["amount"] == "100000"
     everyone = call(live, "GET", "/v1/organizations/policy/explain?email=d@example.com", READ).json()
-    assert everyone["policy"]["name"] == "everyone" and len(everyone["models"]) == 3
+    assert everyone["policy"] == "everyone" and len(everyone["models"]["allowed"]) == 3
     assert [c["scope"] for c in everyone["spend"]["caps"]] == ["organization"]
     assert error_of(call(live, "GET", "/v1/organizations/policy/explain", READ))[2].startswith("email:")
 

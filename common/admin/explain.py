@@ -24,14 +24,23 @@ def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
     if callable(explain):
         result = explain(cfg, email, groups)
         return dict(result) if isinstance(result, dict) else {"policy": result}
+    # Until common.policy.explain (branch `inference`) lands: the same shape, from policy.resolve.
     found = policy.resolve(cfg, groups)
     if found is None:
-        return {"policy": None, "models": [], "tools": None, "settings": None}
+        return {
+            "policy": None,
+            "reason": "no policy matches these groups and there is no catch-all",
+            "models": {"entries": [], "allowed": []},
+            "tools": None,
+            "settings": None,
+        }
     index, chosen = found
     return {
-        "policy": {"index": index, "name": policy.policy_name(index, chosen)},
-        "models": policy.allowed_models(cfg, chosen),
-        "tools": {"allow": chosen.tools.allow, "deny": chosen.tools.deny, "mode": chosen.tools.mode},
+        "policy": policy.policy_name(index, chosen),
+        "policy_index": index,
+        "reason": "first matching policy",
+        "models": {"entries": policy.available_entries(chosen), "allowed": policy.allowed_models(cfg, chosen)},
+        "tools": {"allow": list(chosen.tools.allow), "deny": list(chosen.tools.deny), "mode": chosen.tools.mode},
         "settings": chosen.settings,
     }
 
