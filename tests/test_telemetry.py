@@ -33,6 +33,9 @@ def _activate(
     path = write_config(tmp_path, deep_merge(base_config(database_url), extra))
     activate(path)
     cfg = config.current()
+    from common import store
+
+    store.get()  # finish() also settles spend in Postgres: connect and migrate before anything is timed
     if warm:
         telemetry.pipeline(cfg)  # built by the first request otherwise (see the cold-start test)
     return cfg
