@@ -454,6 +454,8 @@ def settle_args(
 
 def settle(cfg: Config, info: RequestInfo, reservation: Any, usage: Usage, status: int) -> int:
     """Record the request's usage; return its cost in micro-dollars. Never raises."""
+    if info.endpoint != "messages" and not (isinstance(reservation, Reservation) and reservation.held):
+        return 0  # count_tokens is free and was never reserved: no round trip
     cost, args = settle_args(cfg, info, reservation if isinstance(reservation, Reservation) else None, usage, status)
     try:
         db = store.get()

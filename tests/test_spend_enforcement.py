@@ -129,6 +129,24 @@ def test_uncapped_user_costs_no_round_trip_and_gets_no_headers(gateway: Path, mo
     assert store.get().execute("SELECT count(*) FROM spend_usage")[0][0] == 1
 
 
+def test_count_tokens_is_free_and_costs_no_round_trip(gateway: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_limit("user", "dev@example.com", "daily", "0.01")
+    ledger.cached_limits()
+    calls: list[str] = []
+    original = store.Database.execute
+
+    def counting(self: store.Database, sql: str, args: Any = ()) -> list[tuple[Any, ...]]:
+        calls.append(sql)
+        return original(self, sql, args)
+
+    monkeypatch.setattr(store.Database, "execute", counting)
+    info = request_info()
+    info.endpoint = "count_tokens"
+    ticket = metering.begin(config.current(), info)
+    metering.finish(config.current(), ticket, Usage(input_tokens=5000), 200)
+    assert ticket.headers == {} and calls == []
+
+
 def test_group_caps_per_member_min_and_max(tmp_path: Path, database_url: str, frozen: list[datetime]) -> None:
     setup_gateway(tmp_path, database_url)
     set_limit("rbac_group", "eng", "daily", "0.10")
