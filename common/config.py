@@ -231,7 +231,7 @@ class Telemetry(_Base, frozen=True):
     temporality: Literal["delta", "cumulative"] = "delta"
     # (ours) a request flushes the gateway's metrics only if the last flush is
     # older than this; 0 flushes on every request (see docs/telemetry.md).
-    flush_interval_ms: int = 1000
+    flush_interval_ms: int = 5000
     forward_timeout_ms: int = 5000  # (ours) budget to forward one relayed export
     relay_max_bytes: int = 8 * MIB  # (ours) largest relayed export, after decompression
     push_client_env: bool = True  # (ours) with forward_to set, managed settings turn on Claude Code's OTLP export
