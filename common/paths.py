@@ -37,7 +37,6 @@ class Route:
 # Order matters only for readability: no two routes overlap.
 ROUTES: tuple[Route, ...] = (
     Route("/.well-known/oauth-authorization-server", "auth"),
-    Route("/.well-known/jwks.json", "auth"),
     Route("/oauth", "auth", prefix=True),
     Route("/device", "auth", prefix=True),
     Route("/v1/messages", "messages", prefix=True),
@@ -48,7 +47,6 @@ ROUTES: tuple[Route, ...] = (
     Route("/managed/settings", "messages"),
     Route("/api/oauth/usage", "messages"),
     Route("/v1/organizations", "admin", prefix=True),
-    Route("/admin", "admin", prefix=True),
     # Health of each function through the one origin; each function also answers
     # /healthz and /readyz on its own URL.
     Route("/_gateway/auth", "auth", prefix=True),
