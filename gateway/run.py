@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("GATEWAY_LOCAL_DIR") or ROOT / ".local")  # state of `make run`
 EXAMPLE = ROOT / "examples" / "gateway.local.yaml"
 
 
