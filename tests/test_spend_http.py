@@ -15,22 +15,11 @@ import pytest
 import requests
 from spend_helpers import setup_gateway
 from support import ADMIN_WRITE_KEY, LiveServer, base_config, live_gateway, token_for
+from test_spend_enforcement import REJECT_HEADERS  # the exact 429 header set of PROTOCOL.md
 
 from common import ledger, pricing, store
 from common.metering import Usage
 from gateway.standins import upstream as standin_module
-
-REJECT_HEADERS = {
-    "retry-after",
-    "x-should-retry",
-    "anthropic-ratelimit-unified-status",
-    "anthropic-ratelimit-unified-reset",
-    "anthropic-ratelimit-unified-overage-reset",
-    "anthropic-ratelimit-unified-overage-utilization",
-    "anthropic-ratelimit-unified-overage-surpassed-threshold",
-    "anthropic-ratelimit-unified-overage-period",
-    "anthropic-ratelimit-unified-overage-disabled-reason",
-}
 
 
 @pytest.fixture(scope="module")
