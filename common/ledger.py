@@ -8,13 +8,15 @@ PROTOCOL.md; otherwise it returns the `anthropic-ratelimit-unified-*` headers
 for a capped caller. `settle()` runs after the upstream's last byte: it prices
 the upstream's own usage figures, writes the usage row, adds the cost to the
 per-day counters and drops the reservation in one statement
-(`spend_settle`). A settle the database refuses is queued in this process and
+(`spend_settle`; settles that arrive together share one `spend_settle_batch`
+statement, see `_GroupCommit`). A settle the database refuses is queued in this process and
 retried (in the background and before the next settle), so no usage is lost
 while the database is away; the ledger row's key makes a retry count once.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import threading
@@ -452,6 +454,89 @@ def settle_args(
     return cost, args
 
 
+_SETTLE_BATCH_SQL = "SELECT spend_settle_batch(%s::jsonb)"
+BATCH_MAX = 64
+_BATCH_FIELDS = (
+    "reservation", "request_id", "at", "day", "user", "sub", "groups", "model", "upstream", "upstream_model",
+    "billing_group", "endpoint", "status", "input", "output", "cache_read", "cache_5m", "cache_1h", "cost",
+    "keys", "shards", "sweep",
+)  # fmt: skip
+
+
+class _Waiter:
+    __slots__ = ("args", "done", "error", "lead")
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.lead = False
+
+
+class _GroupCommit:
+    """Settles that arrive while another is in flight share its next statement.
+
+    One settle at a time per instance talks to the database (the leader); the
+    ones that arrive meanwhile wait, and the next leader writes all of them in
+    one `spend_settle_batch` statement. Every caller still returns only once
+    its own usage is committed (Cloud Run throttles CPU after the response, so
+    nothing may be left for later), but under load the per-statement cost of
+    the driver and the server is shared. A lone settle uses `spend_settle`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []
+        self._busy = False
+
+    def settle(self, db: store.Database, args: tuple[Any, ...]) -> None:
+        waiter = _Waiter(args)
+        with self._lock:
+            self._queue.append(waiter)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            waiter.done.wait()
+            if not waiter.lead:
+                if waiter.error is not None:
+                    raise waiter.error
+                return
+        with self._lock:
+            batch = self._queue[:BATCH_MAX]
+            del self._queue[:BATCH_MAX]
+        error: BaseException | None = None
+        try:
+            if len(batch) == 1:
+                db.execute(_SETTLE_SQL, batch[0].args)
+            else:
+                items = [dict(zip(_BATCH_FIELDS, w.args, strict=True)) for w in batch]
+                db.execute(_SETTLE_BATCH_SQL, (json.dumps(items, default=_json_value),))
+        except Exception as exc:
+            error = exc
+        finally:
+            for other in batch:
+                if other is not waiter:
+                    other.error = error
+                    other.done.set()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._busy = False
+        if error is not None:
+            raise error
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+_group_commit = _GroupCommit()
+
+
 def settle(cfg: Config, info: RequestInfo, reservation: Any, usage: Usage, status: int) -> int:
     """Record the request's usage; return its cost in micro-dollars. Never raises."""
     if info.endpoint != "messages" and not (isinstance(reservation, Reservation) and reservation.held):
@@ -459,7 +544,7 @@ def settle(cfg: Config, info: RequestInfo, reservation: Any, usage: Usage, statu
     cost, args = settle_args(cfg, info, reservation if isinstance(reservation, Reservation) else None, usage, status)
     try:
         db = store.get()
-        db.execute(_SETTLE_SQL, args)
+        _group_commit.settle(db, args)
     except Exception as exc:
         _pending.add(args, exc)
         return cost

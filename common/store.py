@@ -183,7 +183,7 @@ class Database:
             if not args:
                 cursor = conn.cursor()
                 cursor.execute(sql)
-                return list(cursor.fetchall()) if cursor.description else []
+                return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
             context = conn.execute_unnamed(_native_sql(sql), vals=tuple(args))
             rows = context.rows
             return [tuple(row) for row in rows] if rows is not None else []

@@ -261,7 +261,7 @@ def test_period_boundaries(gateway: Path, frozen: list[datetime]) -> None:
         "SELECT day::text, sum(spent_micros) FROM spend_counters WHERE scope_key = 'user:dev@example.com'"
         " GROUP BY day ORDER BY day"
     )
-    assert days == [["2028-02-28", 100_000], ["2028-02-29", 100_000], ["2028-03-01", 50_000]]
+    assert days == [("2028-02-28", 100_000), ("2028-02-29", 100_000), ("2028-03-01", 50_000)]
 
 
 def test_usage_endpoint_shape(gateway: Path, tmp_path: Path) -> None:
