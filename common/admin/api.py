@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from flask import Request
 
-from common import admin_auth, audit, clientip, config
+from common import admin_auth, audit, clientip, config, store
 from common.config import Config
 from common.errors import GatewayError
 from common.web import read_json_body
@@ -145,6 +145,27 @@ def page_args(request: Request, default_limit: int = 20, max_limit: int = 1000) 
     if after and before:
         raise invalid("before_id", "give after_id (or page) or before_id, not both")
     return Page(int_arg(request, "limit", default_limit, 1, max_limit), after, before)
+
+
+def fetch_page(
+    select: str, where: list[str], args: list[Any], order_by: str, descending: bool, page: Page
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """One page of a keyset-paginated query and whether more follow.
+
+    One row beyond `limit` tells `has_more`; a `before_id` page is read in the
+    opposite order and flipped back, so every page lists in the same order.
+    """
+    backwards = page.before_id is not None
+    order = "DESC" if descending != backwards else "ASC"
+    rows = store.get().execute(
+        f"{select} WHERE {' AND '.join(where)} ORDER BY {order_by} {order} LIMIT %s",
+        (*args, page.limit + 1),
+    )
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if backwards:
+        rows.reverse()
+    return rows, has_more
 
 
 def list_envelope(items: list[dict[str, Any]], has_more: bool, backwards: bool) -> dict[str, Any]:

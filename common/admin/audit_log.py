@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Request, Response
 
-from common import store
 from common.admin import api
 from common.web import json_response
 
@@ -51,20 +50,11 @@ def audit_log(request: Request) -> Response:
         where.append("starts_with(action, %s)")
         args.append(prefix)
     # Newest first: "after" a cursor means older rows, "before" means newer ones.
-    backwards = page.before_id is not None
     if page.after_id:
         where.append("id < %s")
         args.append(_cursor("after_id", page.after_id))
     if page.before_id:
         where.append("id > %s")
         args.append(_cursor("before_id", page.before_id))
-    order = "ASC" if backwards else "DESC"
-    rows = store.get().execute(
-        f"SELECT {_COLUMNS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT %s",  # noqa: S608
-        (*args, page.limit + 1),
-    )
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if backwards:
-        rows.reverse()
-    return json_response(api.list_envelope([_row(r) for r in rows], has_more, backwards))
+    rows, has_more = api.fetch_page(f"SELECT {_COLUMNS} FROM audit_log", where, args, "id", True, page)  # noqa: S608
+    return json_response(api.list_envelope([_row(r) for r in rows], has_more, page.before_id is not None))

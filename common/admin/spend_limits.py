@@ -205,15 +205,7 @@ def list_or_create(request: Request) -> Response:
             raise api.invalid("before_id" if backwards else "after_id", f"no spend limit has the id {cursor[:60]!r}")
         where.append("seq < %s" if backwards else "seq > %s")
         args.append(found[0][0])
-    order = "DESC" if backwards else "ASC"
-    rows = store.get().execute(
-        f"SELECT {_COLUMNS} FROM spend_limits WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT %s",  # noqa: S608
-        (*args, page.limit + 1),
-    )
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if backwards:
-        rows.reverse()
+    rows, has_more = api.fetch_page(f"SELECT {_COLUMNS} FROM spend_limits", where, args, "seq", False, page)  # noqa: S608
     return json_response(api.list_envelope(_render(rows), has_more, backwards))
 
 
