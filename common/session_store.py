@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from common import audit, logs, sessions, store
+from common import audit, config, logs, sessions, store
 from common.config import Config
 
 
@@ -168,8 +168,6 @@ def is_revoked(identity: sessions.Identity) -> bool:
     """The check `sessions.authenticate` runs on every bearer request."""
     if not identity.session_id:
         return False
-    from common import config
-
     return _cache.contains(identity.session_id, config.current())
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Request, Response
 
-from common import logs, paths
+from common import config, logs, paths
 from common.config import ConfigError
 from common.errors import GatewayError, OAuthError, envelope
 
@@ -167,8 +167,6 @@ class App:
 
 def _check_access(request: Request) -> None:
     """`access_control`: refuse client addresses outside allow_cidrs or inside deny_cidrs."""
-    from common import config
-
     cfg = config.current()
     rules = cfg.access_control
     if not rules.allow_cidrs and not rules.deny_cidrs:
