@@ -34,7 +34,7 @@ _HEADERS = {
 
 def _load(path: str | None) -> ModuleType:
     if path is None:
-        from common.upstreams import http1
+        from common.proxy import http1
 
         return http1
     spec = importlib.util.spec_from_file_location("http1_under_test", path)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--module",
         action="append",
-        help="path of an http1.py to measure (repeatable; default common.upstreams.http1); "
+        help="path of an http1.py to measure (repeatable; default common.proxy.http1); "
         "several are measured in alternating rounds so they share the machine's noise",
     )
     parser.add_argument("--requests", type=int, default=5000, help="POSTs per version")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples[i] += _post_samples(module, client, url, args.requests // rounds)
         for path, client, found in zip(paths, clients, samples, strict=True):
             chunks, per_chunk = _stream_per_chunk(client, url, args.events, args.gap_ms)
-            print(path or "common.upstreams.http1")
+            print(path or "common.proxy.http1")
             print(f"  small POST round trip ({len(found)}, one thread, keep-alive): {_per_call_us(found)} CPU")
             print(f"  stream ({args.events} deltas, gap {args.gap_ms} ms, {chunks} chunks): ", end="")
             print(f"CPU per chunk median {per_chunk * 1e6:.1f} µs (5 streams)")

@@ -37,7 +37,9 @@ def prepare_gateway(
 
     os.environ["GATEWAY_CONFIG"] = str(config_path)
     os.environ["LOG_LEVEL"] = "WARNING"  # the admin API's audit lines are not the benchmark's output
-    from common import config, sessions, store
+    from common import config
+    from common.auth import sessions
+    from common.db import pool as store
     from gateway import local
 
     config.use(str(config_path))
@@ -108,7 +110,7 @@ def http_post(url: str, payload: dict[str, Any], headers: dict[str, str]) -> tup
 
 def ledger_totals(email: str) -> dict[str, int]:
     """What our ledger recorded for `email` (tokens and cost), read from Postgres."""
-    from common import store
+    from common.db import pool as store
 
     rows = store.get().execute(
         "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_micros), 0)"

@@ -8,7 +8,7 @@ functions/messages/main.py`), i.e. gunicorn with the gthread worker and
 - spend limits enabled (`admin:`, `enforcement:`, `pricing:`) and a cap set for
   every simulated user through the admin API;
 - telemetry enabled: `telemetry.collector` points at the collector stand-in;
-- one session token per simulated user (`common.sessions.issue`).
+- one session token per simulated user (`common.auth.sessions.issue`).
 """
 
 from __future__ import annotations

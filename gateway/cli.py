@@ -24,8 +24,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     location = args.config or config.config_location()
     try:
-        if config._is_secret_name(location):
-            loaded = config.parse(config.ConfigSource(location)._read()[0], location)
+        if config.is_secret_name(location):
+            loaded = config.load(location)
         else:
             text = Path(location).read_text(encoding="utf-8")
             loaded = config.parse(text, location)
@@ -46,7 +46,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from common import config, store
+    from common import config
+    from common.db import pool as store
 
     if args.config:
         config.use(args.config)
@@ -57,7 +58,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from common import config, sessions
+    from common import config
+    from common.auth import sessions
 
     if args.config:
         config.use(args.config)
@@ -89,7 +91,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
 
-    from common import config, policy
+    from common import config
+    from common.policy import rules as policy
 
     if args.config:
         config.use(args.config)

@@ -89,7 +89,8 @@ def main(port: int = 8080, fresh: bool = False) -> int:
         os.environ.setdefault("LOG_LEVEL", "INFO")
 
         sys.path.insert(0, str(ROOT))
-        from common import config, store
+        from common import config
+        from common.db import pool as store
 
         cfg = config.current()
         db = store.Database(cfg.store)

@@ -19,9 +19,12 @@ from pathlib import Path
 
 
 def _run(threads: int, seconds: float) -> tuple[float, float, float, float, float]:
-    from common import config, ledger, metering, store
-    from common.metering import RequestInfo, Usage
-    from common.sessions import Identity
+    from common import config
+    from common.core.identity import Identity
+    from common.core.usage import RequestInfo, Usage
+    from common.db import pool as store
+    from common.proxy import metering
+    from common.spend import ledger
 
     cfg = config.current()
     begin_ms: list[float] = []
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(root))
     import yaml
 
-    from common import config, ledger, store
+    from common import config
+    from common.db import pool as store
+    from common.spend import ledger
     from gateway import devdb
 
     server = devdb.start()

@@ -30,7 +30,7 @@ class PgServer:
     def create_database(self) -> str:
         import pg8000.dbapi
 
-        from common.store import parse_url
+        from common.db.pool import parse_url
 
         name = "t_" + uuid.uuid4().hex[:12]
         conn = pg8000.dbapi.connect(**parse_url(self.admin_url))
@@ -65,7 +65,8 @@ def database_url(pg: PgServer) -> str:
 @pytest.fixture(autouse=True)
 def _forget_gateway_state() -> Iterator[None]:
     yield
-    from common import config, store
+    from common import config
+    from common.db import pool as store
 
     store.reset()
     config.use(None)

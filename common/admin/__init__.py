@@ -1,1 +1,16 @@
-"""The admin API's handlers (functions/admin/main.py maps paths to them)."""
+"""The admin API (functions/admin maps paths here): spend limits, cost analytics, policy explain, sessions, the audit log, and the OpenAPI document.
+
+`auth` decides who is an admin (admin keys or admin groups); `api` holds what
+every admin handler shares (pagination, validation, audit of writes).
+"""
+
+__all__ = [
+    "analytics",
+    "api",
+    "audit_log",
+    "auth",
+    "explain",
+    "openapi",
+    "sessions",
+    "spend_limits",
+]

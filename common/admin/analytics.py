@@ -15,9 +15,11 @@ from typing import Any
 
 from flask import Request, Response
 
-from common import periods, pricing, store
 from common.admin import api
-from common.web import json_response
+from common.core import periods
+from common.db import pool as store
+from common.http.app import json_response
+from common.spend import pricing
 
 DIMENSIONS = {
     "user": "u.user_email",

@@ -9,10 +9,14 @@ from typing import Any, TypeVar
 
 from flask import Request
 
-from common import admin_auth, audit, clientip, config, store
+from common import config
+from common.admin import auth as admin_auth
+from common.audit import records as audit
 from common.config import Config
-from common.errors import GatewayError
-from common.web import read_json_body
+from common.core.errors import GatewayError
+from common.db import pool as store
+from common.http import clientip
+from common.http.app import read_json_body
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024

@@ -2,7 +2,7 @@
 
 Which managed policy applies (first match, catch-all last), the models and
 tools it allows, the settings Claude Code receives, and every spend cap that
-applies with its standing. `common.policy.explain` (branch `inference`) is
+applies with its standing. `common.policy.rules.explain` (branch `inference`) is
 used when present; until then the policy part comes from `policy.resolve`.
 """
 
@@ -12,11 +12,14 @@ from typing import Any
 
 from flask import Request, Response
 
-from common import ledger, periods, policy, pricing, store
 from common.admin import api
 from common.config import Config
-from common.sessions import Identity
-from common.web import json_response
+from common.core import periods
+from common.core.identity import Identity
+from common.db import pool as store
+from common.http.app import json_response
+from common.policy import rules as policy
+from common.spend import ledger, pricing
 
 
 def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
@@ -24,7 +27,7 @@ def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
     if callable(explain):
         result = explain(cfg, email, groups)
         return dict(result) if isinstance(result, dict) else {"policy": result}
-    # Until common.policy.explain (branch `inference`) lands: the same shape, from policy.resolve.
+    # Until common.policy.rules.explain (branch `inference`) lands: the same shape, from policy.resolve.
     found = policy.resolve(cfg, groups)
     if found is None:
         return {

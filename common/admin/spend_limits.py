@@ -17,10 +17,12 @@ from typing import Any
 
 from flask import Request, Response
 
-from common import ledger, periods, pricing, store
 from common.admin import api
-from common.errors import GatewayError
-from common.web import json_response
+from common.core import periods
+from common.core.errors import GatewayError
+from common.db import pool as store
+from common.http.app import json_response
+from common.spend import ledger, pricing
 
 BASE = "/v1/organizations/spend_limits"
 SCOPES = ("user", "rbac_group", "organization")

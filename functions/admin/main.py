@@ -6,9 +6,10 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common import admin_sessions, session_store
 from common.admin import analytics, audit_log, explain, openapi, spend_limits
-from common.web import App
+from common.admin import sessions as admin_sessions
+from common.auth import store as session_store
+from common.http.app import App
 
 session_store.install()
 

@@ -6,9 +6,9 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common import session_store
-from common.oauth import rfc7009, rfc8414, rfc8628, tokens, verification
-from common.web import App
+from common.auth import rfc7009, rfc8414, rfc8628, tokens, verification
+from common.auth import store as session_store
+from common.http.app import App
 
 session_store.install()
 

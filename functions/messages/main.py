@@ -6,8 +6,12 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common import inference, managed, session_store, telemetry_relay, usage
-from common.web import App
+from common.auth import store as session_store
+from common.http.app import App
+from common.policy import managed
+from common.proxy import pipeline as inference
+from common.spend import usage_report as usage
+from common.telemetry import relay as telemetry_relay
 
 session_store.install()  # bearer endpoints refuse revoked sessions
 

@@ -132,10 +132,10 @@ def gunicorn(config_path: Path, port: int, request_log: Path, server_log: Path, 
 @contextlib.contextmanager
 def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
     """IdP, upstream, migrated database and gunicorn, all on 127.0.0.1; stopped in reverse order."""
-    from otlp_receiver import otlp_receiver
     from support import activate
+    from support.otlp_receiver import otlp_receiver
 
-    from common import store
+    from common.db import pool as store
     from gateway.standins import idp as idp_standin
     from gateway.standins import upstream as upstream_standin
 

@@ -159,7 +159,8 @@ def test_login_then_print_goes_through_the_gateway(
     assert creds["gatewayTrust"] == {"127.0.0.1": "http-loopback"}
     from support import activate
 
-    from common import config, sessions
+    from common import config
+    from common.auth import sessions
 
     activate(gateway.config_path)
     identity = sessions.verify(config.current(), stored["jwt"])
@@ -317,7 +318,7 @@ def test_cli_telemetry_reaches_the_collector_with_the_verified_identity(
     claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
 ) -> None:
     """The pushed env turns on the CLI's OTLP export to the gateway, which stamps who it really is."""
-    from otlp_receiver import data_points
+    from support.otlp_receiver import data_points
 
     home = copy_home(login, tmp_path)
     # A developer trying to pass as someone else through the standard OTel variable.

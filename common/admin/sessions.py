@@ -1,0 +1,65 @@
+"""Admin API for sign-in sessions: list (`GET /v1/organizations/sessions`) and revoke.
+
+Anthropic's list envelope: `{"data": [...], "has_more", "first_id", "last_id", "next_page"}`.
+Revocation: `POST /v1/organizations/sessions/revoke` with `{"email"}` or `{"session_id"}`,
+or `DELETE /v1/organizations/sessions/<id>`.
+"""
+
+from __future__ import annotations
+
+from flask import Request, Response
+
+from common import config
+from common.admin import auth as admin_auth
+from common.auth import store as session_store
+from common.core.errors import GatewayError
+from common.http import clientip
+from common.http.app import json_response, read_json_body
+
+
+def list_sessions(request: Request) -> Response:
+    cfg = config.current()
+    admin_auth.authenticate(request, cfg, "read")
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError:
+        raise GatewayError(400, "limit must be an integer between 1 and 1000.") from None
+    if not 1 <= limit <= 1000:
+        raise GatewayError(400, "limit must be an integer between 1 and 1000.")
+    after = request.args.get("page") or request.args.get("after_id")
+    active_only = request.args.get("include_revoked", "false").lower() not in ("true", "1")
+    data, has_more = session_store.list_sessions(
+        email=request.args.get("email") or None, active_only=active_only, limit=limit, after=after
+    )
+    return json_response(
+        {
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "next_page": data[-1]["id"] if data and has_more else None,
+        }
+    )
+
+
+def revoke_sessions(request: Request) -> Response:
+    cfg = config.current()
+    admin = admin_auth.authenticate(request, cfg, "write")
+    session_id = request.path.rstrip("/").rsplit("/", 1)[-1] if request.method == "DELETE" else None
+    email = None
+    if session_id is None:
+        body = read_json_body(request, 64 * 1024)
+        email, session_id = body.get("email"), body.get("session_id")
+        if not (isinstance(email, str) and email) and not (isinstance(session_id, str) and session_id):
+            raise GatewayError(400, 'Send {"email": ...} or {"session_id": ...} to revoke sessions.')
+        email = email if isinstance(email, str) and email else None
+        session_id = session_id if isinstance(session_id, str) and session_id else None
+    count = session_store.revoke(
+        email=email,
+        session_id=session_id,
+        actor=admin.actor,
+        reason="admin",
+        client_ip=clientip.client_ip(request, cfg),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    return json_response({"type": "sessions_revoked", "revoked": count})

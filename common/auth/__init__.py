@@ -1,0 +1,26 @@
+"""Sign-in and sessions: the OAuth 2.0 authorization server Claude Code's `/login` speaks, the OIDC client side, session JWTs and revocation.
+
+Modules are named after the RFC they implement where one applies: `rfc8414`
+discovery, `rfc8628` device authorization and the device grant, `rfc7009`
+revocation; `tokens` is the token endpoint (device grant, refresh rotation),
+`verification` the browser page at /device, `oidc` the IdP client (authlib),
+`claims` identity, groups and the allow gates, `crypto` hashing and sealing,
+`sessions` session JWTs and `authenticate()` (the one bearer check),
+`store` the sessions, refresh tokens and device codes tables, `ratelimit` the
+per-address counters, `context` what every sign-in handler reads from a request.
+"""
+
+__all__ = [
+    "claims",
+    "context",
+    "crypto",
+    "oidc",
+    "ratelimit",
+    "rfc7009",
+    "rfc8414",
+    "rfc8628",
+    "sessions",
+    "store",
+    "tokens",
+    "verification",
+]

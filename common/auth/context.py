@@ -1,0 +1,72 @@
+"""What every sign-in handler needs from a request: the form, who is asking, and audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Request, Response
+
+from common.audit import records as audit
+from common.config import Config
+from common.core.errors import OAuthError
+from common.http import clientip
+from common.http.app import NO_STORE, json_response
+
+MAX_FORM_BYTES = 16 * 1024  # an OAuth form is a few hundred bytes
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """The urlencoded body as a dict (last value wins); OAuth errors for what a client got wrong."""
+    length = request.headers.get("Content-Length")
+    if length is not None and (not length.isdigit() or int(length) > max_bytes):
+        raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413)
+    raw = request.stream.read(max_bytes + 1) if length is None else request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413)
+    mimetype = (request.mimetype or "").lower()
+    if raw and mimetype == "application/json":
+        return _json_form(raw)
+    if raw and mimetype and mimetype != FORM_TYPE:
+        raise OAuthError("invalid_request", f"Send the parameters as {FORM_TYPE}.")
+    try:
+        text = raw.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "The form body is not valid urlencoded UTF-8.") from None
+    return {k: v for k, v in pairs}
+
+
+def _json_form(raw: bytes) -> dict[str, str]:
+    """Leniency for clients that post JSON: a flat object of strings reads like the form."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise OAuthError("invalid_request", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise OAuthError("invalid_request", f"Send the parameters as {FORM_TYPE}.")
+    return {str(k): v for k, v in body.items() if isinstance(v, str)}
+
+
+def oauth_json(payload: dict[str, Any], status: int = 200) -> Response:
+    return json_response(payload, status=status, headers=dict(NO_STORE))
+
+
+class Caller:
+    """The client address (X-Forwarded-For only from trusted proxies) and user agent."""
+
+    def __init__(self, request: Request, cfg: Config) -> None:
+        self.ip = clientip.client_ip(request, cfg)
+        self.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
+
+    def audit(self, action: str, actor: str, target: str | None = None, **detail: Any) -> None:
+        audit.record(
+            action,
+            actor=actor,
+            target=target,
+            client_ip=self.ip,
+            user_agent=self.user_agent,
+            detail=detail or None,
+        )

@@ -1,0 +1,41 @@
+"""Model upstreams: routing a model to an upstream, the pooled HTTP client, header rules, error mapping.
+
+One pooled HTTP/1.1 client per instance (`HTTP`, see `http1.py`: h11 framing
+on our own pool and sockets, ~150 µs of CPU per call where urllib3 costs
+~300 µs) carries every upstream call over keep-alive connections; urllib3
+(`POOL`) only serves google-auth's token refreshes. Each configured upstream
+gets one client object per instance (`client_for`), rebuilt only when its
+config entry changes.
+`vertex.py` and `anthropic.py` know their provider's URL, body and credential;
+everything they share lives here.
+"""
+
+from common.proxy.upstreams.base import (
+    FORWARD_HEADERS,
+    HTTP,
+    POOL,
+    Client,
+    Prepared,
+    Route,
+    forward_headers,
+    response_headers,
+    strip_suffix,
+)
+from common.proxy.upstreams.errors import error_from_upstream, transport_error
+from common.proxy.upstreams.routing import client_for, route
+
+__all__ = [
+    "FORWARD_HEADERS",
+    "HTTP",
+    "POOL",
+    "Client",
+    "Prepared",
+    "Route",
+    "client_for",
+    "error_from_upstream",
+    "forward_headers",
+    "response_headers",
+    "route",
+    "strip_suffix",
+    "transport_error",
+]

@@ -1,0 +1,59 @@
+"""Helpers the spend tests share: a configured gateway on a fresh database, limits, requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from support import activate, base_config, deep_merge, write_config
+
+
+def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | None = None) -> Path:
+    from common.db import pool as store
+    from common.spend import ledger
+
+    data = base_config(database_url)
+    if extra:
+        data = deep_merge(data, extra)
+    path = write_config(tmp_path, data)
+    activate(path)
+    store.get()
+    ledger.invalidate_limits()
+    ledger._pending.clear()
+    return path
+
+
+def set_limit(scope_type: str, scope_id: str, period: str, dollars: str, pooled: bool = False) -> None:
+    import uuid
+    from decimal import Decimal
+
+    from common.db import pool as store
+    from common.spend import ledger
+
+    store.get().execute(
+        "INSERT INTO spend_limits (id, scope_type, scope_id, period, amount_micros, pooled) VALUES (%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (scope_type, scope_id, period) DO UPDATE SET amount_micros = EXCLUDED.amount_micros",
+        ("splim_" + uuid.uuid4().hex[:20], scope_type, scope_id, period, int(Decimal(dollars) * 1_000_000), pooled),
+    )
+    ledger.invalidate_limits()
+
+
+def request_info(
+    email: str = "dev@example.com",
+    groups: tuple[str, ...] = (),
+    model: str = "claude-haiku-4-5",
+    max_tokens: int = 1000,
+    input_bytes: int = 4000,
+) -> Any:
+    from common.core.identity import Identity
+    from common.core.usage import RequestInfo
+
+    return RequestInfo(
+        identity=Identity(sub=email, email=email, groups=groups),
+        model=model,
+        upstream="vertex",
+        upstream_model=model + "@20251001",
+        max_tokens=max_tokens,
+        input_bytes=input_bytes,
+        request_id="req_test",
+    )
