@@ -8,12 +8,13 @@ from common import config
 from common.auth import ratelimit
 from common.config import RateLimit
 from common.core.errors import OAuthError
+from common.db import migrations
 from common.db import pool as store
 
 
 def test_rate_limit_counts_across_instances(database_url: str) -> None:
     dbs = [store.Database(config.Store(postgres_url=database_url)) for _ in range(3)]
-    store.migrate(dbs[0])
+    migrations.migrate(dbs[0])
     limit = RateLimit(max=20, window_seconds=600)
     refused: list[int] = []
 
