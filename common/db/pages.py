@@ -25,14 +25,17 @@ def keyset_page(
 ) -> tuple[list[tuple[Any, ...]], bool]:
     """Rows of `select WHERE where… ORDER BY order_by`, at most `limit`, and whether more follow.
 
-    `where` holds constant SQL fragments only (values go in `args`). One row
+    `where` holds constant SQL fragments only (values go in `args`);
+    `order_by` is one or more comma-separated columns, all sorted in the
+    one direction `descending` says (the keyset is unique). One row
     beyond `limit` tells `has_more`; a `backwards` page (before a cursor) is
     read in the opposite order and flipped back, so every page lists in the
     same order.
     """
-    order = "DESC" if descending != backwards else "ASC"
+    direction = "DESC" if descending != backwards else "ASC"
+    order = ", ".join(f"{column.strip()} {direction}" for column in order_by.split(","))
     condition = " AND ".join(where) or "TRUE"
-    rows = db.execute(f"{select} WHERE {condition} ORDER BY {order_by} {order} LIMIT %s", (*args, limit + 1))
+    rows = db.execute(f"{select} WHERE {condition} ORDER BY {order} LIMIT %s", (*args, limit + 1))
     has_more = len(rows) > limit
     rows = rows[:limit]
     if backwards:

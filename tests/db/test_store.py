@@ -138,3 +138,12 @@ def test_keyset_pages_forwards_and_backwards(database_url: str) -> None:
     assert page(["id > %s"], [1], backwards=True) == ([4, 3, 2], True)
     assert page(["kind = %s", "id < %s"], ["odd", 7]) == ([5, 3, 1], False)
     db.close()
+
+
+def test_keyset_page_orders_every_key_column(database_url: str) -> None:
+    db = store.Database(Store(postgres_url=database_url))
+    db.execute("CREATE TABLE pairs (day int, id int, PRIMARY KEY (day, id))")
+    db.execute("INSERT INTO pairs VALUES (1, 1), (1, 2), (2, 1), (2, 2)")
+    rows, more = pages.keyset_page(db, "SELECT day, id FROM pairs", [], [], "day, id", True, 3)
+    assert rows == [(2, 2), (2, 1), (1, 2)] and more
+    db.close()
