@@ -39,13 +39,14 @@ def prepare_gateway(
     os.environ["LOG_LEVEL"] = "WARNING"  # the admin API's audit lines are not the benchmark's output
     from common import config
     from common.auth import sessions
+    from common.db import migrations
     from common.db import pool as store
     from gateway import local
 
     config.use(str(config_path))
     store.reset()
     cfg = config.current()
-    store.migrate(store.get())
+    migrations.migrate(store.get())
     admin = local.load_function("admin").app
     enforcement = "on"
     problems: list[str] = []

@@ -47,12 +47,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from common import config
+    from common.db import migrations
     from common.db import pool as store
 
     if args.config:
         config.use(args.config)
     os.environ["GATEWAY_MIGRATE"] = "0"
-    applied = store.migrate(store.get())
+    applied = migrations.migrate(store.get())
     print("applied: " + (", ".join(applied) if applied else "nothing (schema up to date)"))
     return 0
 

@@ -137,11 +137,12 @@ def main(port: int = 8080, fresh: bool = False) -> int:
 
         sys.path.insert(0, str(ROOT))
         from common import config
+        from common.db import migrations
         from common.db import pool as store
 
         cfg = config.current()
         db = store.Database(cfg.store)
-        applied = store.migrate(db)
+        applied = migrations.migrate(db)
         db.close()
         from gateway import local
 

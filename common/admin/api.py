@@ -14,6 +14,7 @@ from common.admin import auth as admin_auth
 from common.audit import records as audit
 from common.config import Config
 from common.core.errors import GatewayError
+from common.db import pages
 from common.db import pool as store
 from common.http import clientip
 from common.http.app import read_json_body
@@ -154,22 +155,10 @@ def page_args(request: Request, default_limit: int = 20, max_limit: int = 1000) 
 def fetch_page(
     select: str, where: list[str], args: list[Any], order_by: str, descending: bool, page: Page
 ) -> tuple[list[tuple[Any, ...]], bool]:
-    """One page of a keyset-paginated query and whether more follow.
-
-    One row beyond `limit` tells `has_more`; a `before_id` page is read in the
-    opposite order and flipped back, so every page lists in the same order.
-    """
-    backwards = page.before_id is not None
-    order = "DESC" if descending != backwards else "ASC"
-    rows = store.get().execute(
-        f"{select} WHERE {' AND '.join(where)} ORDER BY {order_by} {order} LIMIT %s",
-        (*args, page.limit + 1),
+    """One page of a keyset-paginated query and whether more follow (see `db.pages.keyset_page`)."""
+    return pages.keyset_page(
+        store.get(), select, where, args, order_by, descending, page.limit, backwards=page.before_id is not None
     )
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if backwards:
-        rows.reverse()
-    return rows, has_more
 
 
 def list_envelope(items: list[dict[str, Any]], has_more: bool, backwards: bool) -> dict[str, Any]:

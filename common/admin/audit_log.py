@@ -1,4 +1,8 @@
-"""`GET /v1/organizations/audit_log`: the admin audit log (who changed what, before/after), newest first."""
+"""`GET /v1/organizations/audit_log`: the admin audit log (who changed what, before/after), newest first.
+
+The HTTP side only: filters and cursors from the query string, the list
+envelope; the query is `audit.records.events()`.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,29 @@ from typing import Any
 from flask import Request, Response
 
 from common.admin import api
+from common.audit import records
 from common.http.app import json_response
 
-_COLUMNS = "id, at, actor, action, target, client_ip, user_agent, before, after, detail"
 
-
-def _row(r: tuple[Any, ...]) -> dict[str, Any]:
+def _event(event: records.Event) -> dict[str, Any]:
     return {
-        "id": f"audit_{r[0]}",
+        "id": f"audit_{event.id}",
         "type": "audit_event",
-        "created_at": api.iso(r[1]),
-        "actor": r[2],
-        "action": r[3],
-        "target": r[4],
-        "client_ip": r[5],
-        "user_agent": r[6],
-        "before": r[7],
-        "after": r[8],
-        "detail": r[9],
+        "created_at": api.iso(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "client_ip": event.client_ip,
+        "user_agent": event.user_agent,
+        "before": event.before,
+        "after": event.after,
+        "detail": event.detail,
     }
 
 
-def _cursor(name: str, value: str) -> int:
+def _cursor(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
     digits = value.removeprefix("audit_")
     if not digits.isdigit() or len(digits) > 18:
         raise api.invalid(name, f"expected an audit event id such as audit_42, got {value[:40]!r}")
@@ -38,23 +43,14 @@ def _cursor(name: str, value: str) -> int:
 def audit_log(request: Request) -> Response:
     api.caller(request, "read")
     page = api.page_args(request, default_limit=50, max_limit=1000)
-    where = ["TRUE"]
-    args: list[Any] = []
-    for name in ("action", "actor", "target"):
-        value = request.args.get(name)
-        if value:
-            where.append(f"{name} = %s")
-            args.append(value)
-    prefix = request.args.get("action_prefix")
-    if prefix:
-        where.append("starts_with(action, %s)")
-        args.append(prefix)
-    # Newest first: "after" a cursor means older rows, "before" means newer ones.
-    if page.after_id:
-        where.append("id < %s")
-        args.append(_cursor("after_id", page.after_id))
-    if page.before_id:
-        where.append("id > %s")
-        args.append(_cursor("before_id", page.before_id))
-    rows, has_more = api.fetch_page(f"SELECT {_COLUMNS} FROM audit_log", where, args, "id", True, page)  # noqa: S608
-    return json_response(api.list_envelope([_row(r) for r in rows], has_more, page.before_id is not None))
+    found, has_more = records.events(
+        limit=page.limit,
+        action=request.args.get("action") or None,
+        actor=request.args.get("actor") or None,
+        target=request.args.get("target") or None,
+        action_prefix=request.args.get("action_prefix") or None,
+        # Newest first: "after" a cursor means older rows, "before" means newer ones.
+        older_than=_cursor("after_id", page.after_id),
+        newer_than=_cursor("before_id", page.before_id),
+    )
+    return json_response(api.list_envelope([_event(e) for e in found], has_more, page.before_id is not None))

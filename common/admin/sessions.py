@@ -7,14 +7,39 @@ or `DELETE /v1/organizations/sessions/<id>`.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from flask import Request, Response
 
 from common import config
 from common.admin import auth as admin_auth
-from common.auth import store as session_store
+from common.auth import revocation, store
 from common.core.errors import GatewayError
 from common.http import clientip
 from common.http.app import json_response, read_json_body
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _session(row: store.SessionRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": "session",
+        "sub": row.sub,
+        "email": row.email,
+        "groups": row.groups,
+        "created_at": _iso(row.created_at),
+        "last_refreshed_at": _iso(row.last_refresh_at),
+        "expires_at": _iso(row.expires_at),
+        "revoked_at": _iso(row.revoked_at),
+        "revoked_by": row.revoked_by,
+        "revoke_reason": row.revoke_reason,
+        "client_ip": row.client_ip,
+        "user_agent": row.user_agent,
+    }
 
 
 def list_sessions(request: Request) -> Response:
@@ -28,9 +53,10 @@ def list_sessions(request: Request) -> Response:
         raise GatewayError(400, "limit must be an integer between 1 and 1000.")
     after = request.args.get("page") or request.args.get("after_id")
     active_only = request.args.get("include_revoked", "false").lower() not in ("true", "1")
-    data, has_more = session_store.list_sessions(
+    rows, has_more = store.list_sessions(
         email=request.args.get("email") or None, active_only=active_only, limit=limit, after=after
     )
+    data = [_session(row) for row in rows]
     return json_response(
         {
             "data": data,
@@ -54,7 +80,7 @@ def revoke_sessions(request: Request) -> Response:
             raise GatewayError(400, 'Send {"email": ...} or {"session_id": ...} to revoke sessions.')
         email = email if isinstance(email, str) and email else None
         session_id = session_id if isinstance(session_id, str) and session_id else None
-    count = session_store.revoke(
+    count = revocation.revoke(
         email=email,
         session_id=session_id,
         actor=admin.actor,

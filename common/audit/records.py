@@ -1,17 +1,20 @@
-"""Audit events: one structured log line and one `audit_log` row each.
+"""Audit events: one structured log line and one `audit_log` row each, and all SQL of that table.
 
 Sign-in events (device authorization, approval, denial, token issue, refresh,
 refusal, revocation) and every admin write go through `record()`. Never pass
 tokens or secrets: only identities, ids, addresses and before/after values.
+`events()` reads them back a page at a time (newest first) for the admin API.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from common.core import logs
-from common.db import pool as store
+from common.db import pages, pool
 
 
 def record(
@@ -24,7 +27,7 @@ def record(
     before: Any = None,
     after: Any = None,
     detail: dict[str, Any] | None = None,
-    db: store.Database | None = None,
+    db: pool.Database | None = None,
 ) -> None:
     """Write the event to the log, then to the audit table (a failure there is logged, not raised)."""
     logs.info(
@@ -37,7 +40,7 @@ def record(
         detail=detail,
     )
     try:
-        (db or store.get()).execute(
+        (db or pool.get()).execute(
             "INSERT INTO audit_log (actor, action, target, client_ip, user_agent, before, after, detail)"
             " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)",
             (
@@ -57,3 +60,66 @@ def record(
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One `audit_log` row."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    client_ip: str | None
+    user_agent: str | None
+    before: Any
+    after: Any
+    detail: Any
+
+
+_COLUMNS = "id, at, actor, action, target, client_ip, user_agent, before, after, detail"
+
+
+def events(
+    *,
+    limit: int,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    action_prefix: str | None = None,
+    older_than: int | None = None,
+    newer_than: int | None = None,
+    db: pool.Database | None = None,
+) -> tuple[list[Event], bool]:
+    """A page of events newest first, and whether more follow in that direction.
+
+    `older_than` (an event id) pages on towards older events; `newer_than`
+    pages back towards newer ones, still listed newest first.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("action", action), ("actor", actor), ("target", target)):
+        if value:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if action_prefix:
+        where.append("starts_with(action, %s)")
+        args.append(action_prefix)
+    if older_than is not None:
+        where.append("id < %s")
+        args.append(older_than)
+    if newer_than is not None:
+        where.append("id > %s")
+        args.append(newer_than)
+    rows, has_more = pages.keyset_page(
+        db or pool.get(),
+        f"SELECT {_COLUMNS} FROM audit_log",  # noqa: S608 (constant columns)
+        where,
+        args,
+        "id",
+        True,
+        limit,
+        backwards=newer_than is not None,
+    )
+    return [Event(*r) for r in rows], has_more

@@ -6,8 +6,11 @@ revocation; `tokens` is the token endpoint (device grant, refresh rotation),
 `verification` the browser page at /device, `oidc` the IdP client (authlib),
 `claims` identity, groups and the allow gates, `crypto` hashing and sealing,
 `sessions` session JWTs and `authenticate()` (the one bearer check),
-`store` the sessions, refresh tokens and device codes tables, `ratelimit` the
-per-address counters, `context` what every sign-in handler reads from a request.
+`revocation` `revoke()` and the per-instance revoked-session check bearer
+endpoints run, `store` all SQL of the sign-in tables (device codes, session
+families, refresh tokens), `ratelimit` the per-address counters (their own
+table and SQL), `context` what every sign-in handler reads from a request.
+The protocol modules decide; only `store` and `ratelimit` touch the database.
 """
 
 __all__ = [
@@ -16,6 +19,7 @@ __all__ = [
     "crypto",
     "oidc",
     "ratelimit",
+    "revocation",
     "rfc7009",
     "rfc8414",
     "rfc8628",

@@ -10,12 +10,12 @@ service account signs the delegation JWT through the IAM Credentials API).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from common import config
 from common.config import Config, GoogleGroups, is_loopback_url
 from common.core import logs
 
@@ -71,7 +71,7 @@ def user_from_claims(cfg: Config, claims: dict[str, Any]) -> User:
     if oidc.allowed_email_domains and domain not in {d.lower() for d in oidc.allowed_email_domains}:
         raise Refused(f"Accounts of {domain} may not use this gateway.")
     if oidc.google_groups is not None:
-        groups = directory_groups(oidc.google_groups, email)
+        groups = directory_groups(cfg, email)
     else:
         groups = groups_from_claim(_claim(claims, oidc.groups_claim))
     if oidc.allowed_groups:
@@ -83,21 +83,22 @@ def user_from_claims(cfg: Config, claims: dict[str, Any]) -> User:
 
 # --- Google Workspace groups ----------------------------------------------------------
 
-_credentials: Any = None
-_credentials_lock = threading.Lock()
 
-
-def _directory_session(settings: GoogleGroups) -> requests.Session:
+def _directory_session(cfg: Config) -> requests.Session:
     """A session carrying the function's delegated credential (none for a loopback stand-in)."""
+    settings = cfg.oidc.google_groups
+    assert settings is not None
     if is_loopback_url(settings.endpoint):
         return requests.Session()
-    global _credentials
-    with _credentials_lock:
-        if _credentials is None:
-            _credentials = _delegated_credentials(settings)
     from google.auth.transport.requests import AuthorizedSession
 
-    return AuthorizedSession(_credentials)  # type: ignore[no-untyped-call]
+    # One credential per config version: a reload that changes admin_email gets a new one.
+    return AuthorizedSession(config.derive(cfg, _credentials_of))  # type: ignore[no-untyped-call]
+
+
+def _credentials_of(cfg: Config) -> Any:
+    assert cfg.oidc.google_groups is not None
+    return _delegated_credentials(cfg.oidc.google_groups)
 
 
 def _delegated_credentials(settings: GoogleGroups) -> Any:
@@ -122,12 +123,14 @@ def _delegated_credentials(settings: GoogleGroups) -> Any:
     )
 
 
-def directory_groups(settings: GoogleGroups, email: str) -> list[str]:
-    """Email addresses of the groups `email` belongs to (Directory API groups.list?userKey=)."""
+def directory_groups(cfg: Config, email: str) -> list[str]:
+    """Email addresses of the groups `email` belongs to (Directory API groups.list?userKey=), per `oidc.google_groups`."""
+    settings = cfg.oidc.google_groups
+    assert settings is not None, "directory_groups needs oidc.google_groups"
     url = settings.endpoint.rstrip("/") + "/admin/directory/v1/groups"
     params: dict[str, str] = {"userKey": email, "maxResults": "200"}
     groups: list[str] = []
-    with _directory_session(settings) as http:
+    with _directory_session(cfg) as http:
         for _ in range(50):  # 10,000 groups is more than enough
             response = http.get(url, params=params, timeout=10)
             if response.status_code == 404:

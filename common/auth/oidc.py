@@ -3,8 +3,10 @@
 Authorization code flow with PKCE (S256), `state` and `nonce`; the ID token is
 verified against the IdP's JWKS (signature with an asymmetric algorithm only,
 `iss`, `aud`, `exp`, `iat`, and the `nonce` we sent). Discovery and JWKS are
-cached per instance; an unknown `kid` refetches the JWKS (at most every 30 s)
-so the IdP can rotate keys. The refresh grant is the off-boarding hook: a
+cached per instance in one `Provider` per config version (`config.derive`), so
+a reload that changes `oidc.issuer` can never be answered from the old IdP's
+documents; an unknown `kid` refetches the JWKS (at most every 30 s) so the IdP
+can rotate keys. The refresh grant is the off-boarding hook: a
 user the IdP no longer knows cannot refresh.
 """
 
@@ -21,6 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from common import config
 from common.config import Config
 
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -39,7 +42,9 @@ class Result:
     refresh_token: str | None
 
 
-class _Provider:
+class Provider:
+    """One IdP's discovery document and JWKS, fetched on first use and cached."""
+
     def __init__(self, issuer: str) -> None:
         self.issuer = issuer
         self._lock = threading.Lock()
@@ -84,16 +89,13 @@ class _Provider:
         return keyset
 
 
-_providers: dict[str, _Provider] = {}
-_providers_lock = threading.Lock()
+def _provider_of(cfg: Config) -> Provider:
+    return Provider(cfg.oidc.issuer)
 
 
-def provider(cfg: Config) -> _Provider:
-    with _providers_lock:
-        found = _providers.get(cfg.oidc.issuer)
-        if found is None:
-            found = _providers[cfg.oidc.issuer] = _Provider(cfg.oidc.issuer)
-        return found
+def provider(cfg: Config) -> Provider:
+    """The IdP of this config version (built once per version, see `config.derive`)."""
+    return config.derive(cfg, _provider_of)
 
 
 def _client(cfg: Config, redirect_uri: str | None = None) -> OAuth2Session:

@@ -1,33 +1,56 @@
-"""Fixed-window rate limits stored in Postgres, so they hold across instances.
+"""Fixed-window rate limits stored in Postgres, so they hold across instances; all SQL of `rate_limits`.
 
 One statement per check (an upsert that returns the new count): one round
-trip, atomic under concurrency.
+trip, atomic under concurrency. The table prunes itself: about one counted
+hit in `PRUNE_ONE_IN` also deletes, in that same statement, up to
+`PRUNE_BATCH` windows of its kind (the bucket's prefix, e.g. `token:`) that
+ended more than `KEEP_SECONDS` ago. Rows locked by a concurrent prune are
+skipped, never waited for, so pruning adds no contention and bounded work.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from common.config import RateLimit
 from common.core.errors import OAuthError
-from common.db import pool as store
+from common.db import pool
+
+PRUNE_ONE_IN = 100
+PRUNE_BATCH = 500
+KEEP_SECONDS = 86_400  # windows are kept a day past their end (forensics), then pruned
+
+_COUNT = (
+    "INSERT INTO rate_limits (bucket, window_start, hits) VALUES (%s, to_timestamp(%s), 1)"
+    " ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1"
+    " RETURNING hits"
+)
+# The windows deleted start before this window does, so they are never the row counted.
+_PRUNE = (
+    "WITH pruned AS (DELETE FROM rate_limits WHERE ctid = ANY(ARRAY("
+    "   SELECT ctid FROM rate_limits WHERE starts_with(bucket, %s)"
+    "   AND window_start < now() - make_interval(secs => %s) LIMIT %s FOR UPDATE SKIP LOCKED)))"
+)
+_PRUNE_AND_COUNT = f"{_PRUNE} {_COUNT}"
 
 
-def hit(bucket: str, limit: RateLimit, db: store.Database | None = None) -> tuple[int, int]:
+def hit(bucket: str, limit: RateLimit, db: pool.Database | None = None) -> tuple[int, int]:
     """Count one hit in `bucket`'s current window; return (hits so far, seconds until the window ends)."""
     now = int(time.time())
     window = max(1, limit.window_seconds)
     start = now - now % window
-    rows = (db or store.get()).execute(
-        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES (%s, to_timestamp(%s), 1)"
-        " ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1"
-        " RETURNING hits",
-        (bucket, start),
-    )
+    sql: str = _COUNT
+    args: tuple[object, ...] = (bucket, start)
+    if secrets.randbelow(PRUNE_ONE_IN) == 0:
+        # Buckets of one kind share one window length: what ended KEEP_SECONDS ago started a window earlier.
+        kind = bucket.partition(":")[0] + ":"
+        sql, args = _PRUNE_AND_COUNT, (kind, window + KEEP_SECONDS, PRUNE_BATCH, bucket, start)
+    rows = (db or pool.get()).execute(sql, args)
     return int(rows[0][0]), start + window - now
 
 
-def check(bucket: str, limit: RateLimit, what: str, db: store.Database | None = None) -> None:
+def check(bucket: str, limit: RateLimit, what: str, db: pool.Database | None = None) -> None:
     """Raise a 429 `slow_down` OAuth error once `bucket` exceeds `limit` in its window."""
     hits, retry_after = hit(bucket, limit, db)
     if hits > limit.max:
@@ -37,10 +60,3 @@ def check(bucket: str, limit: RateLimit, what: str, db: store.Database | None = 
             status=429,
             headers={"Retry-After": str(retry_after)},
         )
-
-
-def prune(db: store.Database | None = None, older_than_seconds: int = 86_400) -> None:
-    """Drop windows that ended long ago (called opportunistically)."""
-    (db or store.get()).execute(
-        "DELETE FROM rate_limits WHERE window_start < now() - make_interval(secs => %s)", (older_than_seconds,)
-    )

@@ -11,11 +11,9 @@ from __future__ import annotations
 from flask import Request, Response
 
 from common import config
-from common.auth import crypto, ratelimit, sessions
-from common.auth import store as session_store
+from common.auth import crypto, ratelimit, revocation, sessions, store
 from common.auth.context import Caller, form, oauth_json
 from common.config import Config
-from common.db import pool as store
 
 
 def _session_of(cfg: Config, token: str, hint: str | None) -> tuple[str | None, str | None]:
@@ -31,13 +29,9 @@ def _session_of(cfg: Config, token: str, hint: str | None) -> tuple[str | None, 
                 continue
             return ident.session_id, ident.email
         if kind == "refresh_token":
-            rows = store.get().execute(
-                "SELECT s.id, s.email FROM refresh_tokens r JOIN auth_sessions s ON s.id = r.session_id"
-                " WHERE r.token_hash = %s",
-                (crypto.digest(token),),
-            )
-            if rows:
-                return rows[0][0], rows[0][1]
+            found = store.session_of_refresh_token(crypto.digest(token))
+            if found:
+                return found
     return None, None
 
 
@@ -50,7 +44,7 @@ def revoke(request: Request) -> Response:
     if token:
         session_id, email = _session_of(cfg, token, params.get("token_type_hint"))
         if session_id:
-            session_store.revoke(
+            revocation.revoke(
                 session_id=session_id,
                 actor=email or "anonymous",
                 reason="client_revocation",

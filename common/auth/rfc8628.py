@@ -5,9 +5,10 @@ public client, so an absent client_id is accepted and unknown parameters are
 ignored. The device_code is 256 random bits, stored only as its SHA-256, single
 use; the user_code is 8 letters of the RFC's base-20 alphabet, shown XXXX-XXXX.
 
-A poll is one statement: it stamps `last_poll_at`, reads the previous stamp
-(slow_down), and consumes an approved code atomically, so a code yields tokens
-at most once even when polled concurrently.
+A poll is one statement (`store.poll_device_code`): it stamps `last_poll_at`,
+reads the previous stamp (slow_down), and consumes an approved code
+atomically, so a code yields tokens at most once even when polled
+concurrently. This module decides what each state means; `store` holds the SQL.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from authlib.oauth2.rfc8628 import AuthorizationPendingError, ExpiredTokenError,
 from flask import Request, Response
 
 from common import config
-from common.auth import crypto, ratelimit
+from common.auth import crypto, ratelimit, store
 from common.auth.context import Caller, form, oauth_json
 from common.core.errors import OAuthError
-from common.db import pool as store
 
 # A client polling up to this fraction of the interval early is not told to slow down
 # (network jitter); faster than that is.
@@ -36,28 +36,21 @@ def device_authorization(request: Request) -> Response:
     params = form(request)  # parsed (and size-checked) but otherwise ignored: no client_id, no scope
     ratelimit.check(f"device_authorization:{caller.ip}", cfg.rate_limits.device_authorization, "sign-in attempts")
     device_code = crypto.random_token(32)
-    db = store.get()
     for _ in range(5):  # a user_code collision among live codes is rare; retry on one
         user_code = crypto.new_user_code()
-        rows = db.execute(
-            "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_seconds, client_ip, user_agent)"
-            " VALUES (%s, %s, now() + make_interval(secs => %s), %s, %s, %s)"
-            " ON CONFLICT (user_code) DO NOTHING RETURNING 1",
-            (
-                crypto.digest(device_code),
-                user_code,
-                cfg.device.code_ttl_seconds,
-                cfg.device.interval_seconds,
-                caller.ip,
-                caller.user_agent,
-            ),
-        )
-        if rows:
+        if store.insert_device_code(
+            crypto.digest(device_code),
+            user_code,
+            cfg.device.code_ttl_seconds,
+            cfg.device.interval_seconds,
+            caller.ip,
+            caller.user_agent,
+        ):
             break
     else:
         raise OAuthError("temporarily_unavailable", "Could not allocate a user code; try again.", status=503)
-    if secrets.randbelow(50) == 0:
-        _prune(db)
+    if secrets.randbelow(50) == 0:  # opportunistic clean-up of codes long past expiry
+        store.prune_device_codes()
     shown = crypto.display_user_code(user_code)
     caller.audit("device.authorization", actor="anonymous", target=shown, surface=params.get("surface"))
     base = cfg.public_url
@@ -74,49 +67,30 @@ def device_authorization(request: Request) -> Response:
     return oauth_json(body)
 
 
-def _prune(db: store.Database) -> None:
-    # Opportunistic clean-up of codes long past expiry (cheap, indexed).
-    db.execute("DELETE FROM device_codes WHERE expires_at < now() - interval '1 day'")
-
-
 def _error(exc: Any, description: str) -> OAuthError:
     return OAuthError(exc.error, description, status=400)
 
 
-def poll(params: dict[str, str], caller: Caller) -> dict[str, Any]:
-    """The approved identity of a device code, consumed; or the OAuth error for its state."""
+def poll(params: dict[str, str], caller: Caller) -> store.DevicePoll:
+    """The device code, its approval consumed by this poll; or the OAuth error for its state."""
     device_code = params.get("device_code")
     if not device_code:
         raise _error(InvalidRequestError, "Missing device_code.")
-    rows = store.get().execute(
-        "WITH old AS (SELECT device_code_hash, last_poll_at, status FROM device_codes"
-        "   WHERE device_code_hash = %s FOR UPDATE)"
-        " UPDATE device_codes d SET last_poll_at = now(),"
-        "   status = CASE WHEN d.status = 'approved' AND d.expires_at > now()"
-        "     AND (old.last_poll_at IS NULL OR old.last_poll_at"
-        "          < now() - make_interval(secs => d.interval_seconds * %s::float8))"
-        "   THEN 'consumed' ELSE d.status END"
-        " FROM old WHERE d.device_code_hash = old.device_code_hash"
-        " RETURNING old.status, d.status, d.expires_at <= now(),"
-        "   old.last_poll_at IS NOT NULL AND old.last_poll_at"
-        "     >= now() - make_interval(secs => d.interval_seconds * %s::float8),"
-        "   d.identity, d.idp_refresh, d.user_code",
-        (crypto.digest(device_code), POLL_TOLERANCE, POLL_TOLERANCE),
-    )
-    if not rows:
+    found = store.poll_device_code(crypto.digest(device_code), POLL_TOLERANCE)
+    if found is None:
         raise _error(InvalidGrantError, "Unknown device_code; start a new sign-in with /login.")
-    before, after, expired, too_fast, identity, idp_refresh, user_code = rows[0]
+    before, user_code = found.before, found.user_code
     if before == "consumed":
         caller.audit("token.refused", actor="anonymous", target=crypto.display_user_code(user_code), reason="replayed")
         raise _error(InvalidGrantError, "This device_code was already used; start a new sign-in with /login.")
-    if expired:
+    if found.expired:
         raise _error(ExpiredTokenError, "The sign-in code expired; start a new sign-in with /login.")
     if before == "denied":
         raise _error(AccessDeniedError, "The sign-in was denied in the browser.")
-    if too_fast:
+    if found.too_fast:
         raise _error(SlowDownError, "Polling too fast; wait the interval between requests.")
     if before == "pending":
         raise _error(AuthorizationPendingError, "Waiting for the user to approve the sign-in in the browser.")
-    if after != "consumed" or not isinstance(identity, dict):
+    if found.after != "consumed" or not isinstance(found.identity, dict):
         raise _error(InvalidGrantError, "This device_code cannot be used.")
-    return {"identity": identity, "idp_refresh": idp_refresh, "user_code": user_code}
+    return found

@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 from flask import Request
 
+from common import config
 from common.config import Config
 from common.core.errors import GatewayError
 from common.core.identity import Identity
@@ -71,26 +72,30 @@ class InvalidToken(Exception):
     pass
 
 
-# Verified tokens, per instance: a client sends the same token on every request
-# until it refreshes, and HMAC + claim checks cost more than a dict lookup. The
-# cache is keyed by the config object too, so a key rotation or audience change
-# re-verifies everything; expiry is re-checked on every hit.
+# Verified tokens, per instance and per config version (`config.derive`): a
+# client sends the same token on every request until it refreshes, and HMAC +
+# claim checks cost more than a dict lookup. A reload (key rotation, audience
+# change) starts an empty cache, so nothing verified under old keys survives
+# it; expiry is re-checked on every hit.
 _VERIFIED_MAX = 20_000
-_verified: dict[str, tuple[Config, Identity]] = {}
+
+
+def _verified_tokens(cfg: Config) -> dict[str, Identity]:
+    return {}
 
 
 def verify(cfg: Config, token: str) -> Identity:
     """Verify a session JWT: algorithm pinned, key by `kid`, every claim checked."""
-    hit = _verified.get(token)
-    if hit is not None and hit[0] is cfg:
-        identity = hit[1]
+    verified = config.derive(cfg, _verified_tokens)
+    identity = verified.get(token)
+    if identity is not None:
         if identity.expires_at is not None and identity.expires_at + LEEWAY_SECONDS > time.time():
             return identity
-        _verified.pop(token, None)
+        verified.pop(token, None)
     identity = _verify(cfg, token)
-    if len(_verified) >= _VERIFIED_MAX:
-        _verified.clear()
-    _verified[token] = (cfg, identity)
+    if len(verified) >= _VERIFIED_MAX:
+        verified.clear()
+    verified[token] = identity
     return identity
 
 
@@ -136,9 +141,9 @@ def _verify(cfg: Config, token: str) -> Identity:
     )
 
 
-# Revocation: sign-in (the oauth modules) registers a checker; until it does,
-# nothing is revoked. The checker must answer from a per-instance cache so a
-# request costs no extra database round trip.
+# Revocation: `revocation.install()` registers the checker, once per process
+# (each function's main.py); until it does, nothing is revoked. The checker must
+# answer from a per-instance cache so a request costs no extra database round trip.
 _revocation_check: Callable[[Identity], bool] | None = None
 _lock = threading.Lock()
 

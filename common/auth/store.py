@@ -1,41 +1,221 @@
-"""Server-side sessions: one row per sign-in (a "session family"), and their revocation.
+"""The sign-in tables' SQL, all of it: `device_codes`, `auth_sessions`, `refresh_tokens` (`002_auth.sql`).
 
-Every access token (JWT claim `sid`) and refresh token of a sign-in belongs to
-one family; revoking the family ends all of them. Bearer endpoints ask
-`is_revoked()` through `sessions.set_revocation_check`, which answers from a
-per-instance set of revoked session ids reloaded at most every
-`session.revocation_cache_seconds` (default 5): a request costs no database
-round trip, one request per interval pays one query. **Staleness bound**: a
-session revoked on another instance is refused by this one within
-`revocation_cache_seconds` (+ the query's own latency); on the instance that
-revoked it, at once. If the reload fails the last known set is kept and the
-reload is retried at the next interval. Refresh always reads the database, so
-a revoked family can never refresh.
-
-The admin API calls `list_sessions()` and `revoke()`.
+Storage apart from protocol, as authlib's storage hooks are: the RFC modules
+and the page decide what a state means, these functions read and write it.
+Each function is one statement (one round trip) unless it says otherwise, so
+a device-grant poll, a token claim and a rotation stay atomic under
+concurrency. Tokens arrive here already hashed (`crypto.digest`) and IdP
+refresh tokens already sealed: nothing readable is stored.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from common import config
-from common.audit import records as audit
-from common.auth import sessions
-from common.config import Config
-from common.core import logs
-from common.core.identity import Identity
-from common.db import pool as store
+from common.db import pages, pool
+
+# --- device codes (RFC 8628) ------------------------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def insert_device_code(
+    device_code_hash: str,
+    user_code: str,
+    ttl_seconds: int,
+    interval_seconds: int,
+    client_ip: str | None,
+    user_agent: str | None,
+    db: pool.Database | None = None,
+) -> bool:
+    """Store a new pending code; False when `user_code` is already taken by another code."""
+    rows = (db or pool.get()).execute(
+        "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_seconds, client_ip, user_agent)"
+        " VALUES (%s, %s, now() + make_interval(secs => %s), %s, %s, %s)"
+        " ON CONFLICT (user_code) DO NOTHING RETURNING 1",
+        (device_code_hash, user_code, ttl_seconds, interval_seconds, client_ip, user_agent),
+    )
+    return bool(rows)
 
 
-_COLUMNS = (
+def prune_device_codes(db: pool.Database | None = None) -> None:
+    """Drop codes a day past expiry (cheap: indexed on `expires_at`)."""
+    (db or pool.get()).execute("DELETE FROM device_codes WHERE expires_at < now() - interval '1 day'")
+
+
+def pending_device_code(user_code: str, db: pool.Database | None = None) -> bool:
+    """Is `user_code` a live code still waiting for the browser?"""
+    rows = (db or pool.get()).execute(
+        "SELECT 1 FROM device_codes WHERE user_code = %s AND status = 'pending' AND expires_at > now()",
+        (user_code,),
+    )
+    return bool(rows)
+
+
+def settle_device_code(
+    user_code: str,
+    status: str,
+    identity_json: str | None = None,
+    sealed_idp_refresh: str | None = None,
+    db: pool.Database | None = None,
+) -> bool:
+    """Move a live pending code to `status` (approved | denied); False when it was not pending any more."""
+    rows = (db or pool.get()).execute(
+        "UPDATE device_codes SET status = %s, identity = %s::jsonb, idp_refresh = %s"
+        " WHERE user_code = %s AND status = 'pending' AND expires_at > now() RETURNING 1",
+        (status, identity_json, sealed_idp_refresh, user_code),
+    )
+    return bool(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePoll:
+    """A device code as one poll found and left it."""
+
+    before: str  # status before this poll
+    after: str  # status after it: 'consumed' when this poll took the approval
+    expired: bool
+    too_fast: bool  # the previous poll was less than the tolerated interval ago
+    identity: Any  # the approved user (jsonb), or None
+    sealed_idp_refresh: str | None
+    user_code: str
+
+
+def poll_device_code(device_code_hash: str, tolerance: float, db: pool.Database | None = None) -> DevicePoll | None:
+    """One poll, one statement: stamp `last_poll_at`, read the previous stamp, and consume an approved code.
+
+    The code is consumed only when approved, unexpired and polled no faster than
+    `tolerance` × its interval, atomically (row lock), so it yields tokens at
+    most once even when polled concurrently. None for an unknown code.
+    """
+    rows = (db or pool.get()).execute(
+        "WITH old AS (SELECT device_code_hash, last_poll_at, status FROM device_codes"
+        "   WHERE device_code_hash = %s FOR UPDATE)"
+        " UPDATE device_codes d SET last_poll_at = now(),"
+        "   status = CASE WHEN d.status = 'approved' AND d.expires_at > now()"
+        "     AND (old.last_poll_at IS NULL OR old.last_poll_at"
+        "          < now() - make_interval(secs => d.interval_seconds * %s::float8))"
+        "   THEN 'consumed' ELSE d.status END"
+        " FROM old WHERE d.device_code_hash = old.device_code_hash"
+        " RETURNING old.status, d.status, d.expires_at <= now(),"
+        "   old.last_poll_at IS NOT NULL AND old.last_poll_at"
+        "     >= now() - make_interval(secs => d.interval_seconds * %s::float8),"
+        "   d.identity, d.idp_refresh, d.user_code",
+        (device_code_hash, tolerance, tolerance),
+    )
+    return DevicePoll(*rows[0]) if rows else None
+
+
+# --- session families and refresh tokens --------------------------------------------------
+
+
+def open_session(
+    session_id: str,
+    sub: str,
+    email: str,
+    groups: Sequence[str],
+    ttl_seconds: int,
+    client_ip: str | None,
+    user_agent: str | None,
+    sealed_idp_refresh: str | None,
+    refresh_token_hash: str,
+    db: pool.Database | None = None,
+) -> None:
+    """One statement: the session family and its first refresh token."""
+    (db or pool.get()).execute(
+        "WITH s AS (INSERT INTO auth_sessions (id, sub, email, groups, expires_at, client_ip, user_agent, idp_refresh)"
+        "  VALUES (%s, %s, %s, %s::jsonb, now() + make_interval(secs => %s), %s, %s, %s) RETURNING id)"
+        " INSERT INTO refresh_tokens (token_hash, session_id) SELECT %s, id FROM s",
+        (
+            session_id,
+            sub,
+            email,
+            json.dumps(list(groups)),
+            ttl_seconds,
+            client_ip,
+            user_agent,
+            sealed_idp_refresh,
+            refresh_token_hash,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaim:
+    """A presented refresh token, marked used, and the state of its family."""
+
+    replayed: bool  # it had been used before: a leaked token
+    session_id: str
+    email: str
+    revoked: bool
+    expired: bool
+    sealed_idp_refresh: str | None
+
+
+def claim_refresh_token(token_hash: str, db: pool.Database | None = None) -> RefreshClaim | None:
+    """Mark the token used (one statement); its previous `used_at` tells a first use from a replay. None if unknown."""
+    rows = (db or pool.get()).execute(
+        "WITH old AS (SELECT token_hash, used_at FROM refresh_tokens WHERE token_hash = %s FOR UPDATE)"
+        " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
+        " FROM old, auth_sessions s WHERE r.token_hash = old.token_hash AND s.id = r.session_id"
+        " RETURNING old.used_at IS NOT NULL, s.id, s.email, s.revoked_at IS NOT NULL, s.expires_at <= now(),"
+        "   s.idp_refresh",
+        (token_hash,),
+    )
+    return RefreshClaim(*rows[0]) if rows else None
+
+
+def rotate_session(
+    session_id: str,
+    sub: str,
+    email: str,
+    groups: Sequence[str],
+    sealed_idp_refresh: str | None,
+    ttl_seconds: int,
+    new_token_hash: str,
+    db: pool.Database | None = None,
+) -> bool:
+    """One statement: refresh the family's user and expiry and add its next refresh token; False if it was revoked meanwhile."""
+    rows = (db or pool.get()).execute(
+        "WITH s AS (UPDATE auth_sessions SET last_refresh_at = now(), sub = %s, email = %s, groups = %s::jsonb,"
+        "   idp_refresh = %s, expires_at = now() + make_interval(secs => %s)"
+        "   WHERE id = %s AND revoked_at IS NULL RETURNING id)"
+        " INSERT INTO refresh_tokens (token_hash, session_id) SELECT %s, id FROM s RETURNING session_id",
+        (sub, email, json.dumps(list(groups)), sealed_idp_refresh, ttl_seconds, session_id, new_token_hash),
+    )
+    return bool(rows)
+
+
+def session_of_refresh_token(token_hash: str, db: pool.Database | None = None) -> tuple[str, str] | None:
+    """(session id, email) of the family a refresh token belongs to, used or not."""
+    rows = (db or pool.get()).execute(
+        "SELECT s.id, s.email FROM refresh_tokens r JOIN auth_sessions s ON s.id = r.session_id WHERE r.token_hash = %s",
+        (token_hash,),
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One sign-in (session family) as the admin API lists it; never its tokens."""
+
+    id: str
+    sub: str
+    email: str
+    groups: list[str]
+    created_at: datetime
+    last_refresh_at: datetime | None
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+    revoke_reason: str | None
+    client_ip: str | None
+    user_agent: str | None
+
+
+_SESSION_COLUMNS = (
     "id, sub, email, groups, created_at, last_refresh_at, expires_at, revoked_at, revoked_by,"
     " revoke_reason, client_ip, user_agent"
 )
@@ -46,10 +226,10 @@ def list_sessions(
     active_only: bool = True,
     limit: int = 100,
     after: str | None = None,
-    db: store.Database | None = None,
-) -> tuple[list[dict[str, Any]], bool]:
+    db: pool.Database | None = None,
+) -> tuple[list[SessionRow], bool]:
     """Sessions newest first, and whether more follow. `after` is the id of the last one of the previous page."""
-    where = ["TRUE"]
+    where: list[str] = []
     args: list[Any] = []
     if email:
         where.append("lower(email) = lower(%s)")
@@ -60,43 +240,28 @@ def list_sessions(
         where.append("(created_at, id) < (SELECT created_at, id FROM auth_sessions WHERE id = %s)")
         args.append(after)
     limit = max(1, min(int(limit), 1000))
-    # Only constant fragments are joined; every value is a parameter.
-    condition = " AND ".join(where)
-    sql = f"SELECT {_COLUMNS} FROM auth_sessions WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT %s"  # noqa: S608
-    rows = (db or store.get()).execute(sql, (*args, limit + 1))
-    out = [
-        {
-            "id": r[0],
-            "type": "session",
-            "sub": r[1],
-            "email": r[2],
-            "groups": list(r[3] or []),
-            "created_at": _iso(r[4]),
-            "last_refreshed_at": _iso(r[5]),
-            "expires_at": _iso(r[6]),
-            "revoked_at": _iso(r[7]),
-            "revoked_by": r[8],
-            "revoke_reason": r[9],
-            "client_ip": r[10],
-            "user_agent": r[11],
-        }
-        for r in rows[:limit]
-    ]
-    return out, len(rows) > limit
+    rows, has_more = pages.keyset_page(
+        db or pool.get(),
+        f"SELECT {_SESSION_COLUMNS} FROM auth_sessions",  # noqa: S608 (constant columns)
+        where,
+        args,
+        "created_at, id",
+        True,
+        limit,
+    )
+    return [SessionRow(r[0], r[1], r[2], list(r[3] or []), *r[4:12]) for r in rows], has_more
 
 
-def revoke(
+def revoke_sessions(
+    actor: str,
+    reason: str,
     email: str | None = None,
     session_id: str | None = None,
-    actor: str = "system",
-    reason: str = "revoked",
-    client_ip: str | None = None,
-    user_agent: str | None = None,
-    db: store.Database | None = None,
-) -> int:
-    """Revoke the active sessions of `email`, or the one `session_id`; returns how many."""
+    db: pool.Database | None = None,
+) -> list[tuple[str, str]]:
+    """Mark the active sessions of `email` (and/or the one `session_id`) revoked; (id, email) of each."""
     if not email and not session_id:
-        raise ValueError("revoke() needs an email or a session id")
+        raise ValueError("revoke_sessions() needs an email or a session id")
     where, args = [], []
     if session_id:
         where.append("id = %s")
@@ -106,80 +271,12 @@ def revoke(
         args.append(email)
     condition = " AND ".join(where)  # constant fragments; values are parameters
     sql = f"UPDATE auth_sessions SET revoked_at = now(), revoked_by = %s, revoke_reason = %s WHERE {condition} AND revoked_at IS NULL RETURNING id, email"  # noqa: S608
-    rows = (db or store.get()).execute(sql, (actor, reason, *args))
-    for sid, _ in rows:
-        _cache.add(sid)
-    if rows:
-        audit.record(
-            "session.revoked",
-            actor=actor,
-            target=email or rows[0][1],
-            client_ip=client_ip,
-            user_agent=user_agent,
-            detail={"session_ids": [r[0] for r in rows], "reason": reason},
-            db=db,
-        )
-    return len(rows)
+    return [(r[0], r[1]) for r in (db or pool.get()).execute(sql, (actor, reason, *args))]
 
 
-class _RevokedCache:
-    """Ids of sessions revoked while their access tokens may still be valid."""
-
-    def __init__(self) -> None:
-        self._ids: frozenset[str] = frozenset()
-        self._local: set[str] = set()
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def add(self, session_id: str) -> None:
-        with self._lock:
-            self._local.add(session_id)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._ids, self._local, self._loaded_at = frozenset(), set(), float("-inf")
-
-    def contains(self, session_id: str, cfg: Config) -> bool:
-        if session_id in self._local:
-            return True
-        if time.monotonic() - self._loaded_at >= cfg.session.revocation_cache_seconds:
-            self._reload(cfg)
-        return session_id in self._ids
-
-    def _reload(self, cfg: Config) -> None:
-        if not self._lock.acquire(blocking=False):
-            return  # another thread is reloading: answer from the current set
-        try:
-            if time.monotonic() - self._loaded_at < cfg.session.revocation_cache_seconds:
-                return
-            # An access token lives at most ttl_hours: older revocations cannot matter.
-            horizon = int(cfg.session.ttl_hours * 3600) + sessions.LEEWAY_SECONDS + 60
-            rows = store.get().execute(
-                "SELECT id FROM auth_sessions WHERE revoked_at > now() - make_interval(secs => %s)", (horizon,)
-            )
-            self._ids = frozenset(r[0] for r in rows)
-            self._local.intersection_update(self._ids)
-        except Exception as exc:
-            logs.warning("revocation list not reloaded; keeping the last one", error=type(exc).__name__)
-        finally:
-            self._loaded_at = time.monotonic()
-            self._lock.release()
-
-
-_cache = _RevokedCache()
-
-
-def is_revoked(identity: Identity) -> bool:
-    """The check `sessions.authenticate` runs on every bearer request."""
-    if not identity.session_id:
-        return False
-    return _cache.contains(identity.session_id, config.current())
-
-
-def install() -> None:
-    """Make every bearer endpoint of this process refuse revoked sessions."""
-    sessions.set_revocation_check(is_revoked)
-
-
-def reset_cache() -> None:
-    _cache.reset()
+def revoked_since(horizon_seconds: int, db: pool.Database | None = None) -> frozenset[str]:
+    """Ids of sessions revoked in the last `horizon_seconds`."""
+    rows = (db or pool.get()).execute(
+        "SELECT id FROM auth_sessions WHERE revoked_at > now() - make_interval(secs => %s)", (horizon_seconds,)
+    )
+    return frozenset(r[0] for r in rows)

@@ -12,7 +12,6 @@ again — the off-boarding hook.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, UnsupportedGrantTypeError
@@ -20,15 +19,11 @@ from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from flask import Request, Response
 
 from common import config
-from common.auth import claims as identity
-from common.auth import crypto, ratelimit, rfc8628, sessions
-from common.auth import oidc as idp
-from common.auth import store as session_store
+from common.auth import claims, crypto, oidc, ratelimit, revocation, rfc8628, sessions, store
 from common.auth.context import Caller, form, oauth_json
 from common.config import Config
 from common.core import logs
 from common.core.errors import OAuthError
-from common.db import pool as store
 
 
 def token(request: Request) -> Response:
@@ -66,32 +61,26 @@ def _response(cfg: Config, user: dict[str, Any], session_id: str, refresh_token:
 
 def device_grant(cfg: Config, params: dict[str, str], caller: Caller) -> Response:
     approved = rfc8628.poll(params, caller)
-    user = approved["identity"]
+    user = approved.identity
     session_id = "ses_" + crypto.random_token(18)
     refresh_token = crypto.random_token(32)
-    # One statement: the family and its first refresh token.
-    store.get().execute(
-        "WITH s AS (INSERT INTO auth_sessions (id, sub, email, groups, expires_at, client_ip, user_agent, idp_refresh)"
-        "  VALUES (%s, %s, %s, %s::jsonb, now() + make_interval(secs => %s), %s, %s, %s) RETURNING id)"
-        " INSERT INTO refresh_tokens (token_hash, session_id) SELECT %s, id FROM s",
-        (
-            session_id,
-            user["sub"],
-            user["email"],
-            json.dumps(user["groups"]),
-            int(cfg.session.refresh_ttl_days * 86400),
-            caller.ip,
-            caller.user_agent,
-            approved["idp_refresh"],
-            crypto.digest(refresh_token),
-        ),
+    store.open_session(
+        session_id,
+        user["sub"],
+        user["email"],
+        user["groups"],
+        int(cfg.session.refresh_ttl_days * 86400),
+        caller.ip,
+        caller.user_agent,
+        approved.sealed_idp_refresh,
+        crypto.digest(refresh_token),
     )
     caller.audit(
         "token.issued",
         actor=user["email"],
         target=session_id,
         grant="device_code",
-        user_code=crypto.display_user_code(approved["user_code"]),
+        user_code=crypto.display_user_code(approved.user_code),
     )
     return _response(cfg, user, session_id, refresh_token)
 
@@ -105,21 +94,12 @@ def refresh_grant(cfg: Config, params: dict[str, str], caller: Caller) -> Respon
     presented = params.get("refresh_token")
     if not presented:
         raise OAuthError(InvalidRequestError.error, "Missing refresh_token.")
-    db = store.get()
-    # Claim the token (one statement): its previous `used_at` tells a first use from a replay.
-    rows = db.execute(
-        "WITH old AS (SELECT token_hash, used_at FROM refresh_tokens WHERE token_hash = %s FOR UPDATE)"
-        " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
-        " FROM old, auth_sessions s WHERE r.token_hash = old.token_hash AND s.id = r.session_id"
-        " RETURNING old.used_at IS NOT NULL, s.id, s.email, s.revoked_at IS NOT NULL, s.expires_at <= now(),"
-        "   s.idp_refresh",
-        (crypto.digest(presented),),
-    )
-    if not rows:
+    claim = store.claim_refresh_token(crypto.digest(presented))
+    if claim is None:
         raise _refused(caller, "anonymous", None, "unknown", "Unknown refresh token; sign in again with /login.")
-    replayed, session_id, email, revoked, expired, sealed = rows[0]
-    if replayed:
-        session_store.revoke(
+    session_id, email, sealed = claim.session_id, claim.email, claim.sealed_idp_refresh
+    if claim.replayed:
+        revocation.revoke(
             session_id=session_id,
             actor="system",
             reason="refresh_token_reuse",
@@ -133,13 +113,13 @@ def refresh_grant(cfg: Config, params: dict[str, str], caller: Caller) -> Respon
             "reuse",
             "This refresh token was already used; the session is revoked. Sign in again with /login.",
         )
-    if revoked:
+    if claim.revoked:
         raise _refused(caller, email, session_id, "revoked", "This session was revoked; sign in again with /login.")
-    if expired:
+    if claim.expired:
         raise _refused(caller, email, session_id, "expired", "This session expired; sign in again with /login.")
     idp_refresh = crypto.unseal(cfg, sealed) if sealed else None
     if idp_refresh is None:
-        session_store.revoke(session_id=session_id, actor="system", reason="no_idp_refresh_token")
+        revocation.revoke(session_id=session_id, actor="system", reason="no_idp_refresh_token")
         raise _refused(
             caller,
             email,
@@ -148,11 +128,11 @@ def refresh_grant(cfg: Config, params: dict[str, str], caller: Caller) -> Respon
             "The identity provider gave no refresh token to re-check you with; sign in again with /login.",
         )
     try:
-        result = idp.refresh(cfg, idp_refresh)
-        user = identity.user_from_claims(cfg, result.claims)
-    except (idp.IdpError, identity.Refused) as exc:
+        result = oidc.refresh(cfg, idp_refresh)
+        user = claims.user_from_claims(cfg, result.claims)
+    except (oidc.IdpError, claims.Refused) as exc:
         logs.info("refresh refused by the IdP or the gates", session_id=session_id, reason=str(exc))
-        session_store.revoke(session_id=session_id, actor="system", reason="idp_refused")
+        revocation.revoke(session_id=session_id, actor="system", reason="idp_refused")
         raise _refused(
             caller,
             email,
@@ -161,22 +141,16 @@ def refresh_grant(cfg: Config, params: dict[str, str], caller: Caller) -> Respon
             "Your account is no longer allowed to use this gateway; sign in again with /login.",
         ) from None
     new_refresh = crypto.random_token(32)
-    rows = db.execute(
-        "WITH s AS (UPDATE auth_sessions SET last_refresh_at = now(), sub = %s, email = %s, groups = %s::jsonb,"
-        "   idp_refresh = %s, expires_at = now() + make_interval(secs => %s)"
-        "   WHERE id = %s AND revoked_at IS NULL RETURNING id)"
-        " INSERT INTO refresh_tokens (token_hash, session_id) SELECT %s, id FROM s RETURNING session_id",
-        (
-            user.sub,
-            user.email,
-            json.dumps(list(user.groups)),
-            crypto.seal(cfg, result.refresh_token) if result.refresh_token else sealed,
-            int(cfg.session.refresh_ttl_days * 86400),
-            session_id,
-            crypto.digest(new_refresh),
-        ),
+    rotated = store.rotate_session(
+        session_id,
+        user.sub,
+        user.email,
+        user.groups,
+        crypto.seal(cfg, result.refresh_token) if result.refresh_token else sealed,
+        int(cfg.session.refresh_ttl_days * 86400),
+        crypto.digest(new_refresh),
     )
-    if not rows:
+    if not rotated:
         raise _refused(caller, email, session_id, "revoked", "This session was revoked; sign in again with /login.")
     caller.audit("token.refreshed", actor=user.email, target=session_id, groups=list(user.groups))
     return _response(cfg, {"sub": user.sub, "email": user.email, "groups": list(user.groups)}, session_id, new_refresh)

@@ -26,14 +26,11 @@ from urllib.parse import urlsplit
 from flask import Request, Response
 
 from common import config
-from common.auth import claims as identity
-from common.auth import crypto, ratelimit
-from common.auth import oidc as idp
+from common.auth import claims, crypto, oidc, ratelimit, store
 from common.auth.context import MAX_FORM_BYTES, Caller
 from common.config import Config
 from common.core import logs
 from common.core.errors import OAuthError
-from common.db import pool as store
 
 CSRF_PURPOSE = b"device-csrf"
 STATE_PURPOSE = b"device-oidc-state"
@@ -97,7 +94,7 @@ def _page(cfg: Config, title: str, body: str, status: int = 200) -> Response:
     )
     # form-action must allow the redirect to the IdP; never fetch discovery just to render a page.
     origins = {_origin(cfg.oidc.issuer)}
-    cached = idp.provider(cfg).cached_metadata()
+    cached = oidc.provider(cfg).cached_metadata()
     if cached and isinstance(cached.get("authorization_endpoint"), str):
         origins.add(_origin(cached["authorization_endpoint"]))
     idp_origin = "".join(f" {o}" for o in sorted(origins))
@@ -174,15 +171,6 @@ def _same_origin(cfg: Config, request: Request) -> bool:
     return request.headers.get("Sec-Fetch-Site") == "same-origin"
 
 
-def _mark(user_code: str, status: str, identity_json: str | None = None, sealed: str | None = None) -> bool:
-    rows = store.get().execute(
-        "UPDATE device_codes SET status = %s, identity = %s::jsonb, idp_refresh = %s"
-        " WHERE user_code = %s AND status = 'pending' AND expires_at > now() RETURNING 1",
-        (status, identity_json, sealed, user_code),
-    )
-    return bool(rows)
-
-
 def submit(request: Request) -> Response:
     cfg = config.current()
     caller = Caller(request, cfg)
@@ -208,13 +196,7 @@ def submit(request: Request) -> Response:
     action = request.form.get("action", "approve")
     _, token, _ = _csrf_pair(cfg, request)
     user_code = crypto.normalize_user_code(typed)
-    found = None
-    if user_code is not None:
-        found = store.get().execute(
-            "SELECT 1 FROM device_codes WHERE user_code = %s AND status = 'pending' AND expires_at > now()",
-            (user_code,),
-        )
-    if not found or user_code is None:
+    if user_code is None or not store.pending_device_code(user_code):
         caller.audit("device.code_rejected", actor="anonymous", target=typed[:12])
         return _page(
             cfg,
@@ -224,15 +206,15 @@ def submit(request: Request) -> Response:
         )
     shown = crypto.display_user_code(user_code)
     if action == "deny":
-        _mark(user_code, "denied")
+        store.settle_device_code(user_code, "denied")
         caller.audit("device.denied", actor="anonymous", target=shown, reason="user")
         return _page(cfg, "Sign-in denied", "<p>The sign-in was cancelled. You can close this window.</p>")
     if action != "approve":
         return _page(cfg, "Sign in to Claude Code", _form(cfg, token, shown, "Choose Approve or Deny."), 400)
     state, nonce, verifier = crypto.random_token(24), crypto.random_token(24), crypto.random_token(48)
     try:
-        url = idp.authorization_url(cfg, f"{cfg.public_url}/device/callback", state, nonce, verifier)
-    except idp.IdpError as exc:
+        url = oidc.authorization_url(cfg, f"{cfg.public_url}/device/callback", state, nonce, verifier)
+    except oidc.IdpError as exc:
         logs.error("cannot reach the IdP", error=str(exc))
         return _page(
             cfg, "Sign-in unavailable", "<p>The identity provider cannot be reached; try again shortly.</p>", 502
@@ -274,7 +256,7 @@ def callback(request: Request) -> Response:
     user_code = str(state["u"])
     shown = crypto.display_user_code(user_code)
     if request.args.get("error") or not request.args.get("code"):
-        _mark(user_code, "denied")
+        store.settle_device_code(user_code, "denied")
         caller.audit(
             "device.denied",
             actor="anonymous",
@@ -292,13 +274,13 @@ def callback(request: Request) -> Response:
             ),
         )
     try:
-        result = idp.exchange_code(
+        result = oidc.exchange_code(
             cfg, request.args["code"], str(state["v"]), f"{cfg.public_url}/device/callback", str(state["n"])
         )
-        user = identity.user_from_claims(cfg, result.claims)
-    except idp.IdpError as exc:
+        user = claims.user_from_claims(cfg, result.claims)
+    except oidc.IdpError as exc:
         logs.warning("OIDC sign-in failed", error=str(exc))
-        _mark(user_code, "denied")
+        store.settle_device_code(user_code, "denied")
         caller.audit("device.denied", actor="anonymous", target=shown, reason="idp_failure")
         return _done(
             cfg,
@@ -309,8 +291,8 @@ def callback(request: Request) -> Response:
                 502,
             ),
         )
-    except identity.Refused as exc:
-        _mark(user_code, "denied")
+    except claims.Refused as exc:
+        store.settle_device_code(user_code, "denied")
         caller.audit("device.denied", actor="anonymous", target=shown, reason="not_allowed", message=str(exc))
         return _done(
             cfg,
@@ -323,7 +305,7 @@ def callback(request: Request) -> Response:
         )
     sealed = crypto.seal(cfg, result.refresh_token) if result.refresh_token else None
     record = json.dumps({"sub": user.sub, "email": user.email, "groups": list(user.groups)})
-    if not _mark(user_code, "approved", record, sealed):
+    if not store.settle_device_code(user_code, "approved", record, sealed):
         return _done(
             cfg,
             _page(

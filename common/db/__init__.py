@@ -1,10 +1,16 @@
-"""PostgreSQL: the connection pool (pg8000, or the Cloud SQL connector with IAM auth), migrations, transactions.
+"""PostgreSQL: the connection pool (pg8000, or the Cloud SQL connector with IAM auth), migrations, keyset pages.
 
-The SQL of each table group lives in the package that owns the tables
-(`auth.store`, `spend.store`, `audit.records`, `auth.ratelimit`); this package
-knows no table but `schema_migrations`.
+`pool` holds connections, `Database` (with `transaction()`), this instance's
+`get()` / `reset()` / `ready()`, `DatabaseUnavailable` and `describe_error()`;
+`migrations` the numbered SQL files and `migrate()` (under an advisory lock);
+`pages` `keyset_page()`, the one keyset-pagination query. The SQL of each
+table group lives in the package that owns the tables (`auth.store`,
+`auth.ratelimit`, `audit.records`, `spend`); this package knows no table but
+`schema_migrations`.
 """
 
 __all__ = [
+    "migrations",
+    "pages",
     "pool",
 ]

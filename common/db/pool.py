@@ -1,4 +1,4 @@
-"""Postgres connections, a small per-instance pool, transactions and migrations.
+"""Postgres connections: a small per-instance pool (`Database`) and this instance's one (`get()`).
 
 Connections are pg8000 DB-API connections (`%s` parameters), either from
 `store.postgres_url` (local, tests, any Postgres) or from the Cloud SQL Python
@@ -7,8 +7,9 @@ is set. The modules that own tables hold their SQL; nothing else does.
 
 Connections run in autocommit mode: a single statement is its own transaction
 and costs one round trip (pg8000 would otherwise send a separate BEGIN).
-`transaction()` opens an explicit one when several statements must commit
-together.
+`Database.transaction()` opens an explicit one when several statements must
+commit together. `get()` applies pending migrations (`migrations.migrate`) on
+an instance's first use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -29,10 +29,7 @@ import pg8000.dbapi
 from pg8000.dbapi import Connection
 
 from common.config import Store
-from common.core import logs
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_MIGRATION_LOCK_ID = 0x6761_7465  # "gate": pg_advisory_lock key for migrations
+from common.db import migrations
 
 
 class DatabaseUnavailable(Exception):
@@ -100,7 +97,9 @@ class Database:
             else:
                 conn = self._connect_cloud_sql()
         except Exception as exc:
-            raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}: {_clean(exc)}") from None
+            raise DatabaseUnavailable(
+                f"cannot connect to the database: {type(exc).__name__}: {describe_error(exc)}"
+            ) from None
         conn.autocommit = True
         return conn
 
@@ -213,6 +212,7 @@ class Database:
             self._connector = None
 
 
+# Process-wide; a pure function of the SQL text, so it can never go stale.
 @functools.lru_cache(maxsize=512)
 def _native_sql(sql: str) -> str:
     """`%s` placeholders rewritten to PostgreSQL's `$n` (what pg8000 sends)."""
@@ -225,67 +225,18 @@ def _close_quietly(conn: Connection) -> None:
         conn.close()
 
 
-def _clean(exc: BaseException) -> str:
-    """An error message with any password in a URL masked."""
+def describe_error(exc: BaseException) -> str:
+    """An error's message fit for a log line: any password in a URL masked."""
     return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", str(exc))
 
 
-# --- migrations ---------------------------------------------------------------------
-
-
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
-    out: list[tuple[int, str, Path]] = []
-    for path in sorted(directory.glob("*.sql")):
-        match = re.fullmatch(r"(\d{3})_([a-z0-9_]+)\.sql", path.name)
-        if not match:
-            raise ValueError(f"migration file {path.name} must be named NNN_name.sql")
-        out.append((int(match.group(1)), match.group(2), path))
-    versions = [v for v, _, _ in out]
-    if len(versions) != len(set(versions)):
-        raise ValueError("two migration files share a number")
-    return out
-
-
-def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending numbered migrations, each in its own transaction; idempotent.
-
-    An advisory lock serialises instances that start together, so each
-    migration runs exactly once. Returns the names applied now.
-    """
-    applied_now: list[str] = []
-    with db.connection() as conn:
-        cursor = conn.cursor()
-        cursor.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
-        try:
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cursor.execute("SELECT version FROM schema_migrations")
-            done = {row[0] for row in cursor.fetchall()}
-            for version, name, path in migration_files(directory):
-                if version in done:
-                    continue
-                conn.autocommit = False
-                try:
-                    cursor.execute(path.read_text(encoding="utf-8"))
-                    cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-                finally:
-                    conn.autocommit = True
-                applied_now.append(f"{version:03d}_{name}")
-                logs.info("migration applied", migration=f"{version:03d}_{name}")
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
-    return applied_now
+_clean = describe_error  # alias for the spend branch until merge
 
 
 # --- the instance's database -----------------------------------------------------------
 
+# This instance's pool: lives until `reset()` (or the process ends); built from
+# the store settings current at first use, so a reload does not rebuild it.
 _db: Database | None = None
 _db_lock = threading.Lock()
 _migrated = False
@@ -308,7 +259,7 @@ def get() -> Database:
             _db = Database(config.current().store)
         if not _migrated:
             if os.environ.get("GATEWAY_MIGRATE", "1") != "0":
-                migrate(_db)
+                migrations.migrate(_db)
             _migrated = True
         return _db
 
@@ -329,5 +280,5 @@ def ready() -> tuple[bool, str]:
     try:
         get().ping()
     except Exception as exc:
-        return False, f"{type(exc).__name__}: {_clean(exc)}"
+        return False, f"{type(exc).__name__}: {describe_error(exc)}"
     return True, f"ok in {(time.monotonic() - started) * 1000:.0f} ms"

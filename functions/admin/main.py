@@ -8,10 +8,10 @@ from flask import Request, Response
 
 from common.admin import analytics, audit_log, explain, openapi, spend_limits
 from common.admin import sessions as admin_sessions
-from common.auth import store as session_store
+from common.auth import revocation
 from common.http.app import App
 
-session_store.install()
+revocation.install()
 
 app = App("admin")
 app.route("/v1/organizations/sessions", ["GET"])(admin_sessions.list_sessions)

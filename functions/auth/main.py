@@ -6,11 +6,10 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common.auth import rfc7009, rfc8414, rfc8628, tokens, verification
-from common.auth import store as session_store
+from common.auth import revocation, rfc7009, rfc8414, rfc8628, tokens, verification
 from common.http.app import App
 
-session_store.install()
+revocation.install()
 
 app = App("auth", oauth_paths=("/oauth/device_authorization", "/oauth/token", "/oauth/revoke"))
 app.route("/.well-known/oauth-authorization-server", ["GET"])(rfc8414.discovery)

@@ -6,14 +6,14 @@ A thin shell: it maps paths to handlers in `common/` and nothing else.
 import functions_framework
 from flask import Request, Response
 
-from common.auth import store as session_store
+from common.auth import revocation
 from common.http.app import App
 from common.policy import managed
 from common.proxy import pipeline as inference
 from common.spend import usage_report as usage
 from common.telemetry import relay as telemetry_relay
 
-session_store.install()  # bearer endpoints refuse revoked sessions
+revocation.install()  # bearer endpoints refuse revoked sessions
 
 app = App("messages")
 app.route("/v1/messages", ["POST"])(inference.messages)

@@ -74,9 +74,9 @@ def _gateway(tmp_path: Path, database_url: str, idp: idp_standin.Idp, extra: dic
     path = write_config(tmp_path, data)
     idp.set_user("dev@example.com", sub="dev-0001", groups=["eng"], email_verified=True, disabled=False)
     idp.login_as("dev@example.com")
-    from common.auth import store as session_store
+    from common.auth import revocation
 
-    session_store.reset_cache()
+    revocation.reset_cache()
     with live_gateway(path, port=port) as live:
         yield Gateway(live.url, idp, path)
 

@@ -167,3 +167,31 @@ def test_google_groups_from_the_directory_api(directory: str) -> None:
         identity.user_from_claims(cfg, {"sub": "1", "email": "ann@acme.com"})
     with pytest.raises(identity.Refused, match="not a user"):
         identity.user_from_claims(cfg, {"sub": "2", "email": "bob@acme.com"})
+
+
+# --- per-instance state derived from a config version --------------------------------------------
+
+
+def test_a_reload_that_rotates_the_key_out_drops_verified_tokens() -> None:
+    from common.auth import sessions
+
+    old = _cfg(session={"jwt_secret": "k" * 40})
+    token, _ = sessions.issue(old, sub="s", email="a@acme.com", groups=["eng"])
+    assert sessions.verify(old, token).email == "a@acme.com"
+    assert sessions.verify(old, token) is sessions.verify(old, token)  # served from this version's cache
+    rotated = _cfg(session={"jwt_secret": "n" * 40})  # the next version no longer holds the key
+    with pytest.raises(sessions.InvalidToken, match="unknown signing key"):
+        sessions.verify(rotated, token)
+    both = _cfg(session={"jwt_secret": ["n" * 40, "k" * 40]})
+    assert sessions.verify(both, token).email == "a@acme.com"
+
+
+def test_each_config_version_has_its_own_idp_provider() -> None:
+    from common.auth import oidc
+
+    first = _cfg(oidc={"issuer": "http://127.0.0.1:9/one"})
+    assert oidc.provider(first) is oidc.provider(first)
+    moved = _cfg(oidc={"issuer": "http://127.0.0.1:9/two"})
+    assert oidc.provider(moved).issuer == "http://127.0.0.1:9/two"
+    assert oidc.provider(first).issuer == "http://127.0.0.1:9/one"
+    assert oidc.provider(moved).cached_metadata() is None  # nothing carried over from the old version

@@ -8,6 +8,7 @@ import pytest
 from support import base_config, write_config
 
 from common.config import Store
+from common.db import migrations, pages
 from common.db import pool as store
 from gateway import devdb
 
@@ -22,13 +23,13 @@ ORDER BY 1, 2, 3
 
 def test_migrations_twice_leave_schema_unchanged(database_url: str) -> None:
     db = store.Database(Store(postgres_url=database_url))
-    applied = store.migrate(db)
+    applied = migrations.migrate(db)
     assert applied and applied[0] == "001_base"
     schema_once = db.execute(SCHEMA_QUERY)
-    assert store.migrate(db) == []
+    assert migrations.migrate(db) == []
     assert db.execute(SCHEMA_QUERY) == schema_once
     versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [v for v, _, _ in store.migration_files()]
+    assert versions == [v for v, _, _ in migrations.migration_files()]
     db.close()
 
 
@@ -37,13 +38,13 @@ def test_concurrent_migrations_apply_once(database_url: str) -> None:
 
     results: list[list[str]] = []
     dbs = [store.Database(Store(postgres_url=database_url)) for _ in range(4)]
-    threads = [threading.Thread(target=lambda d=d: results.append(store.migrate(d))) for d in dbs]
+    threads = [threading.Thread(target=lambda d=d: results.append(migrations.migrate(d))) for d in dbs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     applied = [name for r in results for name in r]
-    assert sorted(applied) == sorted(f"{v:03d}_{n}" for v, n, _ in store.migration_files())
+    assert sorted(applied) == sorted(f"{v:03d}_{n}" for v, n, _ in migrations.migration_files())
     for d in dbs:
         d.close()
 
@@ -110,3 +111,39 @@ def test_readyz_follows_the_database(tmp_path: Path) -> None:
         assert client.get("/_gateway/auth/readyz").status_code == 200
     finally:
         devdb.remove(server)
+
+
+def test_describe_error_masks_url_passwords() -> None:
+    error = OSError("connect to postgresql://gw:s3cret@db.internal:5432/gw failed")
+    described = store.describe_error(error)
+    assert "s3cret" not in described
+    assert "postgresql://gw:***@db.internal:5432/gw" in described
+
+
+def test_keyset_pages_forwards_and_backwards(database_url: str) -> None:
+    db = store.Database(Store(postgres_url=database_url))
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, kind text)")
+    db.execute(
+        "INSERT INTO items SELECT n, CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END FROM generate_series(1, 7) n"
+    )
+
+    def page(where: list[str], args: list[object], backwards: bool = False) -> tuple[list[int], bool]:
+        rows, more = pages.keyset_page(db, "SELECT id FROM items", where, args, "id", True, 3, backwards)
+        return [r[0] for r in rows], more
+
+    assert page([], []) == ([7, 6, 5], True)
+    assert page(["id < %s"], [5]) == ([4, 3, 2], True)
+    assert page(["id < %s"], [2]) == ([1], False)
+    # Before a cursor: the newer rows next to it, still listed newest first.
+    assert page(["id > %s"], [1], backwards=True) == ([4, 3, 2], True)
+    assert page(["kind = %s", "id < %s"], ["odd", 7]) == ([5, 3, 1], False)
+    db.close()
+
+
+def test_keyset_page_orders_every_key_column(database_url: str) -> None:
+    db = store.Database(Store(postgres_url=database_url))
+    db.execute("CREATE TABLE pairs (day int, id int, PRIMARY KEY (day, id))")
+    db.execute("INSERT INTO pairs VALUES (1, 1), (1, 2), (2, 1), (2, 2)")
+    rows, more = pages.keyset_page(db, "SELECT day, id FROM pairs", [], [], "day, id", True, 3)
+    assert rows == [(2, 2), (2, 1), (1, 2)] and more
+    db.close()

@@ -135,6 +135,7 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
     from support import activate
     from support.otlp_receiver import otlp_receiver
 
+    from common.db import migrations
     from common.db import pool as store
     from gateway.standins import idp as idp_standin
     from gateway.standins import upstream as upstream_standin
@@ -159,7 +160,7 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
             data = deep_merge(data, overrides)
         config_path = write_config(workdir, data)
         activate(config_path)
-        store.migrate(store.get())
+        migrations.migrate(store.get())
         store.reset()
         request_log = workdir / "requests.jsonl"
         server_log = workdir / "gunicorn.log"
