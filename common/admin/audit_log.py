@@ -7,7 +7,7 @@ from typing import Any
 from flask import Request, Response
 
 from common.admin import api
-from common.http.app import json_response
+from common.http import json_response
 
 _COLUMNS = "id, at, actor, action, target, client_ip, user_agent, before, after, detail"
 

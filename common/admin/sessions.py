@@ -13,8 +13,7 @@ from common import config
 from common.admin import auth as admin_auth
 from common.auth import store as session_store
 from common.core.errors import GatewayError
-from common.http import clientip
-from common.http.app import json_response, read_json_body
+from common.http import clientip, json_response, read_json_body
 
 
 def list_sessions(request: Request) -> Response:

@@ -28,7 +28,7 @@ from common.core import logs, models
 from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.core.usage import RequestInfo, Usage
-from common.http.app import json_response, read_json_body
+from common.http import json_response, read_json_body
 from common.policy import rules as policy
 from common.proxy import http1, metering, upstreams
 from common.proxy.metering import Ticket

@@ -9,7 +9,7 @@ from flask import Request, Response
 from common.admin import analytics, audit_log, explain, openapi, spend_limits
 from common.admin import sessions as admin_sessions
 from common.auth import store as session_store
-from common.http.app import App
+from common.http import App
 
 session_store.install()
 

@@ -8,7 +8,7 @@ from flask import Request, Response
 
 from common.auth import rfc7009, rfc8414, rfc8628, tokens, verification
 from common.auth import store as session_store
-from common.http.app import App
+from common.http import App
 
 session_store.install()
 
