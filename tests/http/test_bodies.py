@@ -64,26 +64,19 @@ def test_reads_within_the_bound() -> None:
         assert bodies.read(request, 100) == b""
 
 
-def test_declared_length_over_the_bound_is_refused_before_reading() -> None:
-    source = Trickle(b"x" * 50)
-    with (
-        posted(headers={"Content-Length": "5000"}, stream=source) as request,
-        pytest.raises(bodies.TooLarge) as refused,
-    ):
-        bodies.read(request, 100)
-    assert refused.value.declared == 5000 and not refused.value.inflated
-    assert source.taken == 0
-
-
-def test_an_undeclared_body_is_read_one_past_the_bound_and_no_further() -> None:
+@pytest.mark.parametrize(
+    ("headers", "declared", "taken"),
+    [
+        ({"Content-Length": "5000"}, 5000, 0),  # refused on the header, before a byte is read
+        ({"Transfer-Encoding": "chunked"}, None, 101),  # read one past the bound and no further
+    ],
+)
+def test_over_the_bound(headers: dict[str, str], declared: int | None, taken: int) -> None:
     source = Trickle(b"y" * 10_000)
-    with (
-        posted(headers={"Transfer-Encoding": "chunked"}, stream=source) as request,
-        pytest.raises(bodies.TooLarge) as refused,
-    ):
+    with posted(headers=headers, stream=source) as request, pytest.raises(bodies.TooLarge) as refused:
         bodies.read(request, 100)
-    assert refused.value.declared is None
-    assert source.taken == 101
+    assert refused.value.declared == declared and not refused.value.inflated
+    assert source.taken == taken
 
 
 def test_short_reads_are_joined() -> None:
