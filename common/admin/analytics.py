@@ -18,7 +18,7 @@ from flask import Request, Response
 from common.admin import api
 from common.core import periods
 from common.db import pool as store
-from common.http.app import json_response
+from common.http import json_response
 from common.spend import pricing
 
 DIMENSIONS = {

@@ -16,8 +16,7 @@ from common.config import Config
 from common.core.errors import GatewayError
 from common.db import pages
 from common.db import pool as store
-from common.http import clientip
-from common.http.app import read_json_body
+from common.http import clientip, read_json_body
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024

@@ -12,7 +12,7 @@ from flask import Request, Response
 
 from common.admin import api
 from common.audit import records
-from common.http.app import json_response
+from common.http import json_response
 
 
 def _event(event: records.Event) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from common.config import Config
 from common.core import periods
 from common.core.identity import Identity
 from common.db import pool as store
-from common.http.app import json_response
+from common.http import json_response
 from common.policy import rules as policy
 from common.spend import ledger, pricing
 

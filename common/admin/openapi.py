@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from flask import Request, Response
 
-from common.http.app import json_response
+from common.http import json_response
 
 DOCUMENT = Path(__file__).with_name("openapi.yaml")
 

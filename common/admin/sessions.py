@@ -16,8 +16,7 @@ from common import config
 from common.admin import auth as admin_auth
 from common.auth import revocation, store
 from common.core.errors import GatewayError
-from common.http import clientip
-from common.http.app import json_response, read_json_body
+from common.http import clientip, json_response, read_json_body
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -21,7 +21,7 @@ from common.admin import api
 from common.core import periods
 from common.core.errors import GatewayError
 from common.db import pool as store
-from common.http.app import json_response
+from common.http import json_response
 from common.spend import ledger, pricing
 
 BASE = "/v1/organizations/spend_limits"

@@ -11,8 +11,7 @@ from flask import Request, Response
 from common.audit import records as audit
 from common.config import Config
 from common.core.errors import OAuthError
-from common.http import clientip
-from common.http.app import NO_STORE, json_response
+from common.http import NO_STORE, bodies, clientip, json_response
 
 MAX_FORM_BYTES = 16 * 1024  # an OAuth form is a few hundred bytes
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -20,12 +19,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     """The urlencoded body as a dict (last value wins); OAuth errors for what a client got wrong."""
-    length = request.headers.get("Content-Length")
-    if length is not None and (not length.isdigit() or int(length) > max_bytes):
-        raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413)
-    raw = request.stream.read(max_bytes + 1) if length is None else request.get_data(cache=True)
-    if len(raw) > max_bytes:
-        raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413)
+    try:
+        raw = bodies.read(request, max_bytes)
+    except (bodies.InvalidLength, bodies.TooLarge):
+        raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413) from None
     mimetype = (request.mimetype or "").lower()
     if raw and mimetype == "application/json":
         return _json_form(raw)

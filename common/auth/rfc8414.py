@@ -15,7 +15,7 @@ from flask import Request, Response
 
 from common import config
 from common.config import Config
-from common.http.app import json_response
+from common.http import json_response
 
 
 def metadata(cfg: Config) -> dict[str, Any]:

@@ -51,6 +51,14 @@ def set_stream(stream: TextIO) -> None:
     _stream = stream
 
 
+def set_level(severity: str) -> str:
+    """Write lines of `severity` and above from now on (tests lower it to see DEBUG); returns the previous one."""
+    global _min_level
+    previous = next(name for name, level in _LEVELS.items() if level == _min_level)
+    _min_level = _LEVELS[severity.upper()]
+    return previous
+
+
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in fields.items():

@@ -1,12 +1,34 @@
-"""The web layer every function shares: routing, request ids, access control, health, error envelopes, bodies.
+"""The web layer every function shares: routing, request context, access, health, errors, bodies.
 
-`app.App` is a function's route table and the functions-framework target;
-`clientip` decides which address a request comes from (trusted proxies).
-Handlers in the domain packages return `flask.Response` objects built with
-`app.json_response`.
+`router.App` is a function's route table and the functions-framework target;
+`requestid` gives each request an id that every log line carries, streamed
+bodies included, and lets handlers `annotate` the request for its access-log
+line (`accesslog`); `access` applies `access_control` to the client address
+`clientip` works out; `health` answers /healthz and /readyz; `errors` renders
+exceptions through a registry keyed by exception class; `bodies` reads request
+bodies within a bound (and decompresses them within one); `responses` builds
+JSON responses. Handlers in the domain packages return `flask.Response`
+objects, raise `core.errors` exceptions and never build an error body.
 """
 
+from common.http.bodies import read_json_body
+from common.http.requestid import annotate
+from common.http.responses import NO_STORE, json_response
+from common.http.router import App
+
 __all__ = [
-    "app",
+    "NO_STORE",
+    "App",
+    "access",
+    "accesslog",
+    "annotate",
+    "bodies",
     "clientip",
+    "errors",
+    "health",
+    "json_response",
+    "read_json_body",
+    "requestid",
+    "responses",
+    "router",
 ]

@@ -28,7 +28,7 @@ from common.core import logs, models
 from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.core.usage import RequestInfo, Usage
-from common.http.app import json_response, read_json_body
+from common.http import annotate, json_response, read_json_body
 from common.policy import rules as policy
 from common.proxy import http1, metering, upstreams
 from common.proxy.metering import Ticket
@@ -160,6 +160,7 @@ def _inference(request: Request, endpoint: str) -> Response:
             logs.info("tools removed by policy", tools=stripped, policy=policy.policy_name(*found))
     billing_group = _billing_group(settings, identity, body)
     route = upstreams.route(cfg, model)
+    annotate(upstream=route.upstream.name, model=models.canonical(model))
     client = route.client
     query = request.query_string.decode("latin-1")
     headers = upstreams.forward_headers(request.headers)

@@ -18,7 +18,7 @@ from common.core import periods
 from common.core.identity import Identity
 from common.core.periods import PERIODS, Period
 from common.db import pool as store
-from common.http.app import json_response
+from common.http import json_response
 from common.spend import ledger
 
 

@@ -26,7 +26,6 @@ import binascii
 import json
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +35,7 @@ from common import config
 from common.auth import sessions
 from common.config import ForwardTo
 from common.core import logs
+from common.http import bodies
 from common.telemetry import emit as telemetry
 
 SIGNALS = {"/v1/metrics": "metrics", "/v1/logs": "logs", "/v1/traces": "traces"}
@@ -79,26 +79,16 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _read_body(request: Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _Drop(f"body of {length} bytes over telemetry.relay_max_bytes ({limit})")
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise _Drop(f"body over telemetry.relay_max_bytes ({limit})")
-    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
-    if encoding in ("identity", ""):
-        return bytes(raw)
-    if encoding not in ("gzip", "deflate"):
-        raise _Drop(f"unsupported Content-Encoding {encoding!r}")
-    # Bounded inflation: a small compressed body must not become gigabytes.
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto-detected
     try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise _Drop(f"cannot decompress the body ({exc})") from None
-    if len(body) > limit or inflater.unconsumed_tail:
-        raise _Drop(f"decompressed body over telemetry.relay_max_bytes ({limit})")
-    return body
+        raw = bodies.read(request, limit)
+        return bodies.decompress(raw, request.headers.get("Content-Encoding"), limit)
+    except bodies.TooLarge as exc:
+        if exc.declared is not None:
+            raise _Drop(f"body of {exc.declared} bytes over telemetry.relay_max_bytes ({limit})") from None
+        over = "decompressed body" if exc.inflated else "body"
+        raise _Drop(f"{over} over telemetry.relay_max_bytes ({limit})") from None
+    except bodies.BodyError as exc:
+        raise _Drop(str(exc)) from None
 
 
 def _hex_ids_to_base64(node: Any) -> Any:

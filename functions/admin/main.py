@@ -9,7 +9,7 @@ from flask import Request, Response
 from common.admin import analytics, audit_log, explain, openapi, spend_limits
 from common.admin import sessions as admin_sessions
 from common.auth import revocation
-from common.http.app import App
+from common.http import App
 
 revocation.install()
 

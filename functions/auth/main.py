@@ -7,7 +7,7 @@ import functions_framework
 from flask import Request, Response
 
 from common.auth import revocation, rfc7009, rfc8414, rfc8628, tokens, verification
-from common.http.app import App
+from common.http import App
 
 revocation.install()
 

@@ -7,7 +7,7 @@ import functions_framework
 from flask import Request, Response
 
 from common.auth import revocation
-from common.http.app import App
+from common.http import App
 from common.policy import managed
 from common.proxy import pipeline as inference
 from common.spend import usage_report as usage

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from support import base_config, deep_merge, live_gateway, token_for, write_config
+from support.hangup import post_then_hang_up
 
 from common.proxy import metering
 from gateway.standins import upstream as standin_module
@@ -234,18 +234,10 @@ def test_usage_is_captured_exactly_including_cache_tokens(gw: Gateway) -> None:
 
 def test_client_abort_mid_stream_still_meters_the_full_usage(gw: Gateway) -> None:
     gw.upstream.configure(gap_ms=60, deltas=25, output_tokens=777, input_tokens=42)
-    parts = urlsplit(gw.url)
     body = json.dumps(_body(stream=True)).encode()
-    sock = socket.create_connection((parts.hostname, parts.port))
-    sock.sendall(
-        b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {gw.token()}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    first = sock.recv(4096)
+    # Gone after the first event, ~1.5 s before the upstream is done.
+    first = post_then_hang_up(gw.url, "/v1/messages", gw.token(), body)
     assert b"200" in first.split(b"\r\n")[0]
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()  # gone after the first event, ~1.5 s before the upstream is done
     (record,) = gw.upstream.requests
     assert not record.completed
     calls = gw.wait_finished(1, timeout=20)
