@@ -32,7 +32,8 @@ from common.http.app import json_response, read_json_body
 from common.policy import rules as policy
 from common.proxy import http1, metering, upstreams
 from common.proxy.metering import Ticket
-from common.proxy.sse import StreamRelay, UsageScanner, usage_of_body
+from common.proxy.relay import StreamRelay
+from common.proxy.sse import UsageScanner, usage_of_body
 
 _MAX_ERROR_BODY = 64 * 1024
 
