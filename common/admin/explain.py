@@ -12,13 +12,13 @@ from typing import Any
 
 from flask import Request, Response
 
+from common import policy
 from common.admin import api
 from common.config import Config
 from common.core import periods
 from common.core.identity import Identity
 from common.db import pool as store
 from common.http.app import json_response
-from common.policy import rules as policy
 from common.spend import ledger, pricing
 
 

@@ -1,6 +1,6 @@
 """`GET /managed/settings`: the caller's policy as Claude Code's managed settings.
 
-The policy is the one `common.policy.rules.resolve` picks for the caller's groups
+The policy is the one `common.policy.resolve` picks for the caller's groups
 (first match, catch-all last): the same resolution inference enforces, so the
 `availableModels` Claude Code shows are the models the gateway lets through.
 The answer is `{"uuid","checksum","settings"}` with `checksum` computed the way
@@ -24,7 +24,7 @@ from common.auth import sessions
 from common.config import Config
 from common.core import checksum
 from common.core.errors import GatewayError
-from common.policy import rules as policy
+from common.policy.resolution import policy_name, resolve
 
 # uuid5 namespace of served policies: a policy's uuid is stable while its name
 # and content are, and changes with them.
@@ -84,7 +84,7 @@ def effective_settings(cfg: Config, index: int) -> dict[str, Any]:
 def _build(cfg: Config, index: int) -> Served:
     settings = effective_settings(cfg, index)
     digest = checksum.checksum(settings)
-    name = policy.policy_name(index, cfg.managed.policies[index])
+    name = policy_name(index, cfg.managed.policies[index])
     ident = str(uuid.uuid5(_NAMESPACE, f"{name}\n{digest}"))
     body = f'{{"uuid":"{ident}","checksum":"{digest}","settings":{checksum.dumps(settings)}}}'
     return Served(ident, digest, settings, body.encode("utf-8", "surrogatepass"))
@@ -119,7 +119,7 @@ _cache = _Cache()
 
 def served_for(cfg: Config, groups: tuple[str, ...] | list[str]) -> Served | None:
     """The response for a caller with `groups`; None when no policy applies."""
-    found = policy.resolve(cfg, groups)
+    found = resolve(cfg, groups)
     if found is None:
         return None
     return _cache.get(cfg, found[0])

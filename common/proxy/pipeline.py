@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from flask import Request, Response
 
-from common import config
+from common import config, policy
 from common.auth import sessions
 from common.config import Config, Policy
 from common.core import logs, models
@@ -29,7 +29,6 @@ from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.core.usage import RequestInfo, Usage
 from common.http.app import json_response, read_json_body
-from common.policy import rules as policy
 from common.proxy import http1, metering, upstreams
 from common.proxy.metering import Ticket
 from common.proxy.relay import StreamRelay

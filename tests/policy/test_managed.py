@@ -11,9 +11,8 @@ import pytest
 import requests
 from support import base_config, deep_merge, live_gateway, token_for, write_config
 
-from common import config
+from common import config, policy
 from common.core import checksum, models
-from common.policy import rules as policy
 
 EMPTY = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
@@ -271,7 +270,7 @@ def test_config_check_warns_where_claude_code_and_the_gateway_would_disagree(dat
 
 def test_gateway_reads_available_and_denied_models_as_claude_code_does(database_url: str) -> None:
     """Prefix entries, `availableModelsMatch: exact` and `deniedModels` mean the same on both sides."""
-    from common.policy import rules as policies
+    from common import policy as policies
 
     loaded = _check(
         [

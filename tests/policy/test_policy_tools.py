@@ -13,10 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import base_config, write_config
 
-from common import config
+from common import config, policy
 from common.config import ConfigError, Tools
 from common.core.errors import GatewayError
-from common.policy import rules as policy
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
