@@ -299,40 +299,18 @@ def test_http1_client_errors() -> None:
         listener.close()
 
 
-def _serve_once(script: list[bytes | float]) -> int:
-    """A raw HTTP server answering one request with `script` (bytes sent, floats slept)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        for step in script:
-            if isinstance(step, float):
-                time.sleep(step)
-            else:
-                conn.sendall(step)
-        time.sleep(0.5)
-        conn.close()
-        listener.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return int(listener.getsockname()[1])
-
-
-def test_http1_stream_reports_silence_and_resumes_mid_chunk() -> None:
+def test_http1_stream_reports_silence_and_resumes_mid_chunk(serve_once: Callable[[list[bytes | float]], int]) -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    port = _serve_once([head, b"5\r\nhel", 0.35, b"lo\r\n", b"3\r\nabc\r\n0\r\n\r\n"])
+    port = serve_once([head, b"5\r\nhel", 0.35, b"lo\r\n", b"3\r\nabc\r\n0\r\n\r\n"])
     response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
     got = list(response.iter_chunks(idle_seconds=0.1, silence_seconds=5))
     assert [c for c in got if c] == [b"hello", b"abc"]
     assert got.count(b"") >= 2  # silent intervals were reported, mid-chunk, without losing bytes
 
 
-def test_http1_stream_silence_limit() -> None:
+def test_http1_stream_silence_limit(serve_once: Callable[[list[bytes | float]], int]) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-    port = _serve_once([head, b"12345", 1.5, b"67890"])
+    port = serve_once([head, b"12345", 1.5, b"67890"])
     response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
     with pytest.raises(http1.ResponseTimeout):
         list(response.iter_chunks(idle_seconds=0.1, silence_seconds=0.5))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from common.core.usage import Usage
@@ -23,45 +21,25 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _upstream(script: list[bytes | float]) -> http1.Response:
-    """A chunked SSE response from a raw server that plays `script` (bytes sent, floats slept)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-            for step in script:
-                if isinstance(step, float):
-                    time.sleep(step)
-                else:
-                    conn.sendall(step)
-            time.sleep(0.3)
-        listener.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    port = listener.getsockname()[1]
-    return http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+Serve = Callable[[list[bytes | float]], int]
 
 
-def _relay(script: list[bytes | float], log: list[Any], drain: float = 5.0) -> tuple[StreamRelay, UsageScanner]:
+def _relay(port: int, log: list[Any]) -> tuple[StreamRelay, UsageScanner]:
+    """A relay of the chunked SSE response the scripted upstream on `port` plays."""
     scanner = UsageScanner(Usage())
 
     def settle(status: int) -> None:
         log.append(("settled", status, scanner.usage.output_tokens))
 
-    relay = StreamRelay(
-        _upstream(script), scanner, settle, status=200, ping_seconds=0.1, read_seconds=5, drain_seconds=drain
-    )
+    response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
+    relay = StreamRelay(response, scanner, settle, status=200, ping_seconds=0.1, read_seconds=5, drain_seconds=5)
     return relay, scanner
 
 
-def test_chunks_pass_unchanged_pings_fill_silence_and_settle_precedes_the_last_chunk() -> None:
+def test_chunks_pass_unchanged_pings_fill_silence_and_settle_precedes_the_last_chunk(serve_once: Serve) -> None:
     log: list[Any] = []
-    relay, scanner = _relay([_chunk(START), 0.35, _chunk(DELTA), _chunk(STOP), b"0\r\n\r\n"], log)
+    relay, scanner = _relay(serve_once([HEAD, _chunk(START), 0.35, _chunk(DELTA), _chunk(STOP), b"0\r\n\r\n"]), log)
     for item in relay:
         log.append(item)
     relay.close()
@@ -74,9 +52,9 @@ def test_chunks_pass_unchanged_pings_fill_silence_and_settle_precedes_the_last_c
     assert scanner.usage == Usage(input_tokens=9, output_tokens=42)
 
 
-def test_a_client_that_leaves_early_is_settled_with_what_the_upstream_then_produced() -> None:
+def test_a_client_that_leaves_early_is_settled_with_what_the_upstream_then_produced(serve_once: Serve) -> None:
     log: list[Any] = []
-    relay, scanner = _relay([_chunk(START), 0.2, _chunk(DELTA), _chunk(STOP), b"0\r\n\r\n"], log)
+    relay, scanner = _relay(serve_once([HEAD, _chunk(START), 0.2, _chunk(DELTA), _chunk(STOP), b"0\r\n\r\n"]), log)
     assert next(relay) == START
     relay.close()  # the server does this when the client disconnects
     assert [item[1] for item in log] == [200]
@@ -84,9 +62,9 @@ def test_a_client_that_leaves_early_is_settled_with_what_the_upstream_then_produ
     assert list(relay) == []
 
 
-def test_an_interrupted_upstream_ends_with_an_error_event_and_settles_as_502() -> None:
+def test_an_interrupted_upstream_ends_with_an_error_event_and_settles_as_502(serve_once: Serve) -> None:
     log: list[Any] = []
-    relay, _ = _relay([_chunk(START), b"ff\r\npartial"], log)  # then the connection closes mid-chunk
+    relay, _ = _relay(serve_once([HEAD, _chunk(START), b"ff\r\npartial"]), log)  # then the connection closes mid-chunk
     relayed = [item for item in relay if item != sse.PING]
     relay.close()
     # The cut came between events (the partial chunk was never relayed): an error event the client can parse.
