@@ -93,8 +93,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
 
-    from common import config
-    from common.policy import rules as policy
+    from common import config, policy
 
     if args.config:
         config.use(args.config)

@@ -1,9 +1,9 @@
 """`GET /v1/organizations/policy/explain?email=&groups=`: a user's effective policy.
 
 Which managed policy applies (first match, catch-all last), the models and
-tools it allows, the settings Claude Code receives, and every spend cap that
-applies with its standing. `common.policy.rules.explain` (branch `inference`) is
-used when present; until then the policy part comes from `policy.resolve`.
+tools it allows, the settings Claude Code receives (`common.policy.explain`,
+what `gateway explain` prints too), and every spend cap that applies with its
+standing.
 """
 
 from __future__ import annotations
@@ -12,40 +12,14 @@ from typing import Any
 
 from flask import Request, Response
 
+from common import policy
 from common.admin import api
 from common.config import Config
 from common.core import periods
 from common.core.identity import Identity
 from common.db import pool as store
 from common.http import json_response
-from common.policy import rules as policy
 from common.spend import ledger, pricing
-
-
-def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
-    explain = getattr(policy, "explain", None)
-    if callable(explain):
-        result = explain(cfg, email, groups)
-        return dict(result) if isinstance(result, dict) else {"policy": result}
-    # Until common.policy.rules.explain (branch `inference`) lands: the same shape, from policy.resolve.
-    found = policy.resolve(cfg, groups)
-    if found is None:
-        return {
-            "policy": None,
-            "reason": "no policy matches these groups and there is no catch-all",
-            "models": {"entries": [], "allowed": []},
-            "tools": None,
-            "settings": None,
-        }
-    index, chosen = found
-    return {
-        "policy": policy.policy_name(index, chosen),
-        "policy_index": index,
-        "reason": "first matching policy",
-        "models": {"entries": policy.available_entries(chosen), "allowed": policy.allowed_models(cfg, chosen)},
-        "tools": {"allow": list(chosen.tools.allow), "deny": list(chosen.tools.deny), "mode": chosen.tools.mode},
-        "settings": chosen.settings,
-    }
 
 
 def spend_part(cfg: Config, identity: Identity) -> dict[str, Any]:
@@ -79,6 +53,6 @@ def explain(request: Request) -> Response:
     groups = [p.strip() for v in request.args.getlist("groups") for p in v.split(",") if p.strip()]
     identity = Identity(sub=email, email=email, groups=tuple(groups))
     body: dict[str, Any] = {"type": "policy_explanation", "email": email.lower(), "groups": groups}
-    body.update(_policy_part(who.cfg, email, groups))
+    body.update(policy.explain(who.cfg, email, groups))
     body["spend"] = spend_part(who.cfg, identity)
     return json_response(body)

@@ -1,18 +1,17 @@
 """`GET /managed/settings`: the caller's policy as Claude Code's managed settings.
 
-The policy is the one `common.policy.rules.resolve` picks for the caller's groups
+The policy is the one `common.policy.resolve` picks for the caller's groups
 (first match, catch-all last): the same resolution inference enforces, so the
 `availableModels` Claude Code shows are the models the gateway lets through.
 The answer is `{"uuid","checksum","settings"}` with `checksum` computed the way
 Claude Code computes the `If-None-Match` of its next poll (`common.core.checksum`),
 served quoted as `ETag`; `304` only for a matching `If-None-Match`; `404` when
-no policy applies. Everything a response needs is computed once per policy per
-config and cached on the instance, so a poll costs a token check and a lookup.
+no policy applies. Every policy's response is built once per config version
+(`config.derive`), so a poll costs a token check and a lookup.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from common.auth import sessions
 from common.config import Config
 from common.core import checksum
 from common.core.errors import GatewayError
-from common.policy import rules as policy
+from common.policy.resolution import policy_name, resolve
 
 # uuid5 namespace of served policies: a policy's uuid is stable while its name
 # and content are, and changes with them.
@@ -84,45 +83,23 @@ def effective_settings(cfg: Config, index: int) -> dict[str, Any]:
 def _build(cfg: Config, index: int) -> Served:
     settings = effective_settings(cfg, index)
     digest = checksum.checksum(settings)
-    name = policy.policy_name(index, cfg.managed.policies[index])
+    name = policy_name(index, cfg.managed.policies[index])
     ident = str(uuid.uuid5(_NAMESPACE, f"{name}\n{digest}"))
     body = f'{{"uuid":"{ident}","checksum":"{digest}","settings":{checksum.dumps(settings)}}}'
     return Served(ident, digest, settings, body.encode("utf-8", "surrogatepass"))
 
 
-class _Cache:
-    """Served responses of the config in force, rebuilt when another config object arrives."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cfg: Config | None = None
-        self._served: dict[int, Served] = {}
-
-    def get(self, cfg: Config, index: int) -> Served:
-        # Configs are immutable and replaced whole on reload: identity is the key.
-        if self._cfg is cfg:
-            found = self._served.get(index)
-            if found is not None:
-                return found
-        with self._lock:
-            if self._cfg is not cfg:
-                self._cfg, self._served = cfg, {}
-            found = self._served.get(index)
-            if found is None:
-                found = _build(cfg, index)
-                self._served = {**self._served, index: found}
-            return found
-
-
-_cache = _Cache()
+def _served_policies(cfg: Config) -> tuple[Served, ...]:
+    # Every policy at once: config checks already proved each settings block is JSON.
+    return tuple(_build(cfg, index) for index in range(len(cfg.managed.policies)))
 
 
 def served_for(cfg: Config, groups: tuple[str, ...] | list[str]) -> Served | None:
     """The response for a caller with `groups`; None when no policy applies."""
-    found = policy.resolve(cfg, groups)
+    found = resolve(cfg, groups)
     if found is None:
         return None
-    return _cache.get(cfg, found[0])
+    return config.derive(cfg, _served_policies)[found[0]]
 
 
 def if_none_match(header: str | None, checksum: str) -> bool:

@@ -63,7 +63,7 @@ def identity_attributes(identity: Any) -> dict[str, str]:
     return attributes
 
 
-class _Pipeline:
+class Pipeline:
     """One MeterProvider + OTLP exporter for one `telemetry` section."""
 
     def __init__(self, settings: Telemetry) -> None:
@@ -251,9 +251,11 @@ class _Pipeline:
             logs.warning("telemetry shutdown failed", error=type(exc).__name__)
 
 
+# Lifetime: one pipeline per instance, keyed by the `telemetry` section's value, not the config
+# version, so a reload that leaves `telemetry` alone keeps its exporter and unflushed sums.
 _lock = threading.Lock()
 _build_lock = threading.Lock()
-_pipeline: _Pipeline | None = None
+_pipeline: Pipeline | None = None
 _pipeline_key: Telemetry | None = None
 _counts: dict[str, int] = {}
 # Requests that finished while the SDK was still loading (first requests of an
@@ -272,14 +274,19 @@ def stats() -> dict[str, int]:
     return dict(_counts)
 
 
-def _current(settings: Telemetry) -> _Pipeline | None:
+def _current(settings: Telemetry) -> Pipeline | None:
     current = _pipeline
     if current is not None and (_pipeline_key is settings or _pipeline_key == settings):
         return current
     return None
 
 
-def pipeline(cfg: Config) -> _Pipeline | None:
+def running(cfg: Config) -> bool:
+    """Is the pipeline of `cfg.telemetry` up? (It is built by the first metered request, in a thread.)"""
+    return _current(cfg.telemetry) is not None
+
+
+def pipeline(cfg: Config) -> Pipeline | None:
     """The pipeline of `cfg.telemetry`, built now if needed; None when no collector is configured."""
     global _pipeline, _pipeline_key
     settings = cfg.telemetry
@@ -292,7 +299,7 @@ def pipeline(cfg: Config) -> _Pipeline | None:
         found = _current(settings)
         if found is not None:
             return found
-        built = _Pipeline(settings)
+        built = Pipeline(settings)
         with _lock:
             old, _pipeline, _pipeline_key = _pipeline, built, settings
         if old is not None:

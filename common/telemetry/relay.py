@@ -255,6 +255,11 @@ class _Forwarder:
 _forwarder = _Forwarder()
 
 
+def reset() -> None:
+    """Close every destination's circuit breaker and forget its failures (tests; after a collector is fixed)."""
+    _forwarder.reset()
+
+
 def _safe_url(url: str) -> str:
     """A URL for the log, without userinfo."""
     scheme, sep, rest = url.partition("://")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import requests
-from support import base_config, deep_merge, live_gateway, token_for, write_config
+from support import base_config, deep_merge, live_gateway, parsed_config, token_for, write_config
 
-from common import config
+from common import config, policy
 from common.core import checksum, models
-from common.policy import rules as policy
+from common.policy import managed
 
 EMPTY = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
@@ -195,8 +195,6 @@ def test_served_available_models_are_what_inference_enforces(tmp_path: Path, dat
     for groups in (("ml-research",), ("contractors",), ("finance",), ()):
         found = policy.resolve(cfg, groups)
         assert found is not None
-        from common.policy import managed
-
         served = managed.served_for(cfg, groups)
         assert served is not None
         listed = served.settings.get("availableModels")
@@ -271,7 +269,7 @@ def test_config_check_warns_where_claude_code_and_the_gateway_would_disagree(dat
 
 def test_gateway_reads_available_and_denied_models_as_claude_code_does(database_url: str) -> None:
     """Prefix entries, `availableModelsMatch: exact` and `deniedModels` mean the same on both sides."""
-    from common.policy import rules as policies
+    from common import policy as policies
 
     loaded = _check(
         [
@@ -304,3 +302,16 @@ def test_config_check_refuses_settings_that_are_not_json(database_url: str) -> N
     with pytest.raises(config.ConfigError) as caught:
         _check([{"settings": {"env": {1: "x"}}}], database_url)
     assert "quote it" in str(caught.value)
+
+
+def test_served_responses_are_built_once_per_config_version() -> None:
+    cfg = parsed_config({"managed": {"policies": POLICIES}})
+    served = managed.served_for(cfg, ("finance",))
+    assert served is not None and managed.served_for(cfg, ("Accounting",)) is served  # same policy, same object
+    twin = managed.served_for(parsed_config({"managed": {"policies": POLICIES}}), ("finance",))
+    assert twin is not None and twin is not served and twin.body == served.body  # another version, same content
+    edited = [dict(p) for p in POLICIES]
+    edited[2] = {**edited[2], "settings": {"availableModels": ["haiku"]}}
+    changed = managed.served_for(parsed_config({"managed": {"policies": edited}}), ("finance",))
+    assert changed is not None and changed.checksum != served.checksum
+    assert managed.served_for(cfg, ("finance",)) is served  # the older version keeps its own responses

@@ -1,13 +1,10 @@
-"""Tool rules, `explain`, the anonymous-upstream config rule, the HTTP/1.1 client and SSE usage parsing."""
+"""Tool rules, `explain` (and the `gateway explain` command), the anonymous-upstream config rule."""
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import base_config, write_config
 
-from common import config
+from common import config, policy
 from common.config import ConfigError, Tools
 from common.core.errors import GatewayError
-from common.core.usage import Usage
-from common.policy import rules as policy
-from common.proxy import http1
-from common.proxy.sse import UsageScanner
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
@@ -128,128 +121,3 @@ def test_anonymous_vertex_auth_needs_a_loopback_base_url() -> None:
     del data["upstreams"][0]["base_url"]
     with pytest.raises(ConfigError):
         config.parse(yaml.safe_dump(data))
-
-
-# --- SSE usage scanning ---------------------------------------------------------------------
-
-
-def _events() -> bytes:
-    start = {
-        "type": "message_start",
-        "message": {"usage": {"input_tokens": 10, "cache_read_input_tokens": 3, "output_tokens": 1}},
-    }
-    delta = {
-        "type": "message_delta",
-        "usage": {
-            "output_tokens": 99,
-            "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 6},
-        },
-    }
-    text = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": 'not "usage" here'}}
-    return b"".join(
-        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
-        for e in (start, text, delta, {"type": "message_stop"})
-    )
-
-
-@given(st.lists(st.integers(min_value=1, max_value=600), max_size=12))
-def test_usage_scanner_is_indifferent_to_chunk_boundaries(cuts: list[int]) -> None:
-    stream = _events()
-    scanner = UsageScanner(Usage())
-    position = 0
-    for cut in sorted(set(cuts)):
-        scanner.feed(stream[position:cut])
-        position = max(position, cut)
-    scanner.feed(stream[position:])
-    assert scanner.usage == Usage(10, 99, 3, 4, 6)
-
-
-# --- the HTTP/1.1 client ---------------------------------------------------------------------
-
-
-def test_http1_client_replaces_a_connection_the_upstream_closed_while_idle() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    seen: list[bytes] = []
-
-    def serve() -> None:
-        for _ in range(3):
-            conn, _ = listener.accept()
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = int(
-                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-            )
-            while len(rest) < length:
-                rest += conn.recv(65536)
-            seen.append(rest)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Up: 1\r\n\r\nok")
-            conn.close()  # without announcing it: the pooled connection goes stale
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    client = http1.Client(maxsize=4)
-    for i in range(3):
-        response = client.post(
-            f"http://127.0.0.1:{port}/x", {"content-type": "application/json"}, b'{"n":%d}' % i, 2, 2
-        )
-        assert (response.status, response.read(), response.headers["x-up"]) == (200, b"ok", "1")
-    thread.join(timeout=5)
-    listener.close()
-    assert seen == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
-
-
-def test_http1_client_errors() -> None:
-    client = http1.Client(maxsize=1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(http1.ConnectFailed):
-        client.post(f"http://127.0.0.1:{port}/", {}, b"", 1, 1)
-    listener = socket.create_server(("127.0.0.1", 0))
-    try:
-        with pytest.raises(http1.ResponseTimeout):  # accepts (backlog) but never answers
-            client.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", {}, b"{}", 1, 0.3)
-    finally:
-        listener.close()
-
-
-def _serve_once(script: list[bytes | float]) -> int:
-    """A raw HTTP server answering one request with `script` (bytes sent, floats slept)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        for step in script:
-            if isinstance(step, float):
-                time.sleep(step)
-            else:
-                conn.sendall(step)
-        time.sleep(0.5)
-        conn.close()
-        listener.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return int(listener.getsockname()[1])
-
-
-def test_http1_stream_reports_silence_and_resumes_mid_chunk() -> None:
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    port = _serve_once([head, b"5\r\nhel", 0.35, b"lo\r\n", b"3\r\nabc\r\n0\r\n\r\n"])
-    response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
-    got = list(response.iter_chunks(idle_seconds=0.1, silence_seconds=5))
-    assert [c for c in got if c] == [b"hello", b"abc"]
-    assert got.count(b"") >= 2  # silent intervals were reported, mid-chunk, without losing bytes
-
-
-def test_http1_stream_silence_limit() -> None:
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-    port = _serve_once([head, b"12345", 1.5, b"67890"])
-    response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
-    with pytest.raises(http1.ResponseTimeout):
-        list(response.iter_chunks(idle_seconds=0.1, silence_seconds=0.5))

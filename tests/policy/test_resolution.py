@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from support import parsed_config
 
-from common.policy import rules as policy
+from common import policy
 
 POLICIES = {
     "managed": {

@@ -248,3 +248,69 @@ def test_tls_refuses_an_untrusted_certificate(serve: Callable[..., Server], tmp_
     server = serve(lambda n, head, body: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", tls=tls)
     with pytest.raises(http1.ConnectFailed):
         http1.Client(maxsize=1).post(server.url, {}, b"{}", 2, 2)
+
+
+def test_http1_client_replaces_a_connection_the_upstream_closed_while_idle() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            seen.append(rest)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Up: 1\r\n\r\nok")
+            conn.close()  # without announcing it: the pooled connection goes stale
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = http1.Client(maxsize=4)
+    for i in range(3):
+        response = client.post(
+            f"http://127.0.0.1:{port}/x", {"content-type": "application/json"}, b'{"n":%d}' % i, 2, 2
+        )
+        assert (response.status, response.read(), response.headers["x-up"]) == (200, b"ok", "1")
+    thread.join(timeout=5)
+    listener.close()
+    assert seen == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+
+
+def test_http1_client_errors() -> None:
+    client = http1.Client(maxsize=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(http1.ConnectFailed):
+        client.post(f"http://127.0.0.1:{port}/", {}, b"", 1, 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with pytest.raises(http1.ResponseTimeout):  # accepts (backlog) but never answers
+            client.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", {}, b"{}", 1, 0.3)
+    finally:
+        listener.close()
+
+
+def test_http1_stream_reports_silence_and_resumes_mid_chunk(serve_once: Callable[[list[bytes | float]], int]) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    port = serve_once([head, b"5\r\nhel", 0.35, b"lo\r\n", b"3\r\nabc\r\n0\r\n\r\n"])
+    response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
+    got = list(response.iter_chunks(idle_seconds=0.1, silence_seconds=5))
+    assert [c for c in got if c] == [b"hello", b"abc"]
+    assert got.count(b"") >= 2  # silent intervals were reported, mid-chunk, without losing bytes
+
+
+def test_http1_stream_silence_limit(serve_once: Callable[[list[bytes | float]], int]) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    port = serve_once([head, b"12345", 1.5, b"67890"])
+    response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
+    with pytest.raises(http1.ResponseTimeout):
+        list(response.iter_chunks(idle_seconds=0.1, silence_seconds=0.5))

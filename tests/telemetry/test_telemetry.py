@@ -174,9 +174,9 @@ def test_changed_collector_gets_a_new_pipeline(tmp_path: Path, database_url: str
 def test_first_request_does_not_wait_for_the_sdk_and_its_figures_arrive(tmp_path: Path, database_url: str) -> None:
     with otlp_receiver() as collector:
         cfg = _activate(tmp_path, database_url, collector.url, warm=False, flush_interval_ms=60_000)
-        assert telemetry._current(cfg.telemetry) is None
+        assert not telemetry.running(cfg)
         assert _finish(cfg, input_tokens=11, output_tokens=1) < 0.05  # the pipeline starts in a thread
         collector.wait_for(1)
         inputs = [v for _, a, v in data_points(collector.metrics(), "claude_code.token.usage") if a["type"] == "input"]
         assert inputs == [11]
-        assert telemetry._current(cfg.telemetry) is not None
+        assert telemetry.running(cfg)

@@ -70,7 +70,7 @@ def collector() -> Iterator[Receiver]:
 @pytest.fixture(autouse=True)
 def _fresh() -> Iterator[None]:
     telemetry.reset()
-    telemetry_relay._forwarder.reset()
+    telemetry_relay.reset()
     yield
     telemetry.reset()
 
@@ -325,8 +325,12 @@ def test_a_dead_destination_is_skipped_after_repeated_failures(tmp_path: Path, d
     with live_gateway(path) as live:
         for _ in range(7):
             post(live.url, "/v1/metrics", spoofed_metrics().SerializeToString(), token, "application/x-protobuf")
+        stats = telemetry.stats()
+        assert stats["relay_failed"] == 5 and stats["relay_skipped"] == 2
+        telemetry_relay.reset()  # the breaker closes: the next export is tried again
+        post(live.url, "/v1/metrics", spoofed_metrics().SerializeToString(), token, "application/x-protobuf")
     stats = telemetry.stats()
-    assert stats["relay_failed"] == 5 and stats["relay_skipped"] == 2
+    assert stats["relay_failed"] == 6 and stats["relay_skipped"] == 2
 
 
 def test_a_session_without_groups_sends_no_groups_even_if_the_client_claims_some(

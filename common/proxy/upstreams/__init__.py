@@ -6,8 +6,9 @@ on our own pool and sockets, ~150 µs of CPU per call where urllib3 costs
 (`POOL`) only serves google-auth's token refreshes. Each configured upstream
 gets one client object per instance (`client_for`), rebuilt only when its
 config entry changes.
-`vertex.py` and `anthropic.py` know their provider's URL, body and credential;
-everything they share lives here.
+`vertex` and `anthropic` (public: tests reset the instance's Vertex
+credential) know their provider's URL, body and credential; everything they
+share lives here.
 """
 
 from common.proxy.upstreams.base import (
@@ -31,6 +32,7 @@ __all__ = [
     "Client",
     "Prepared",
     "Route",
+    "anthropic",
     "client_for",
     "error_from_upstream",
     "forward_headers",
@@ -38,4 +40,5 @@ __all__ = [
     "route",
     "strip_suffix",
     "transport_error",
+    "vertex",
 ]
