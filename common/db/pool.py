@@ -230,6 +230,11 @@ def _clean(exc: BaseException) -> str:
     return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", str(exc))
 
 
+def describe_error(exc: BaseException) -> str:
+    """`Type: message` of a database error, safe to log (any password in a URL masked)."""
+    return f"{type(exc).__name__}: {_clean(exc)}"
+
+
 # --- migrations ---------------------------------------------------------------------
 
 
@@ -329,5 +334,5 @@ def ready() -> tuple[bool, str]:
     try:
         get().ping()
     except Exception as exc:
-        return False, f"{type(exc).__name__}: {_clean(exc)}"
+        return False, describe_error(exc)
     return True, f"ok in {(time.monotonic() - started) * 1000:.0f} ms"
