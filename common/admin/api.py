@@ -165,9 +165,14 @@ def fetch_page(
         f"{select} WHERE {' AND '.join(where)} ORDER BY {order_by} {order} LIMIT %s",
         (*args, page.limit + 1),
     )
+    return trim_page(rows, page)
+
+
+def trim_page(rows: list[T], page: Page) -> tuple[list[T], bool]:
+    """Up to `page.limit + 1` rows in read order -> (the page in list order, whether more follow)."""
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
-    if backwards:
+    if page.before_id is not None:
         rows.reverse()
     return rows, has_more
 
