@@ -19,7 +19,7 @@ from common.core.identity import Identity
 from common.db import pool as store
 from common.http.app import json_response
 from common.policy import rules as policy
-from common.spend import ledger, pricing
+from common.spend import caps, pricing
 
 
 def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
@@ -49,9 +49,9 @@ def _policy_part(cfg: Config, email: str, groups: list[str]) -> dict[str, Any]:
 
 
 def spend_part(cfg: Config, identity: Identity) -> dict[str, Any]:
-    caps = ledger.applicable_caps(cfg, identity, ledger.load_limits(store.get()))
+    applicable = caps.applicable_caps(cfg, identity, caps.load_limits(store.get()))
     day = periods.today()
-    figures = ledger.standings(store.get(), caps, day)
+    figures = caps.standings(store.get(), applicable, day)
     return {
         "group_limit_mode": cfg.admin.group_limit_mode if cfg.admin else "min",
         "caps": [
