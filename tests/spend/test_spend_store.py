@@ -4,6 +4,7 @@ a reserve holds and a settle drops the hold; and no module but `spend.store` has
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -118,3 +119,46 @@ def test_the_spend_package_declares_every_module() -> None:
     modules = {p.stem for p in (ROOT / "common/spend").glob("*.py") if p.stem != "__init__"}
     assert set(common.spend.__all__) == modules
     assert common.spend.__doc__ and "store" in common.spend.__doc__
+
+
+def test_a_reserve_sees_a_concurrent_settle_whole_never_half(tmp_path: Path, database_url: str) -> None:
+    """A settle moves a request's cost from its hold to the counters in one transaction; a reserve
+    must see it before (hold) or after (counter), never neither. The settle below commits while the
+    reserve waits between reading counters and reading holds (a lock on spend_holds pins it there)."""
+    import threading
+
+    import pg8000.dbapi
+
+    setup_gateway(tmp_path, database_url)
+    db = pool.get()
+    key = "user:a@example.com"
+    first = _row("a@example.com", 1000, 200)
+    _, admitted = store.reserve(db, first.reservation_key, [key], [DAY], [1000], DAY, 600, 60, [key])
+    assert admitted
+    settler = pg8000.dbapi.connect(**pool.parse_url(database_url))
+    try:
+        cursor = settler.cursor()
+        cursor.execute("LOCK TABLE spend_holds IN ACCESS EXCLUSIVE MODE")
+        seen: list[tuple[list[tuple[int, int]], bool]] = []
+        racer = threading.Thread(
+            target=lambda: seen.append(store.reserve(db, str(uuid.uuid4()), [key], [DAY], [1000], DAY, 600, 60, [key]))
+        )
+        racer.start()
+        deadline = time.monotonic() + 10
+        while not db.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'spend_holds'::regclass")[
+            0
+        ][0]:
+            assert time.monotonic() < deadline, "the reserve never waited for spend_holds"
+            time.sleep(0.01)
+        cursor.execute(
+            "SELECT spend_settle(%s::uuid, %s, %s, %s::date, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s)",
+            first.as_args(),
+        )
+        settler.commit()
+        racer.join(timeout=10)
+    finally:
+        settler.close()
+    figures, admitted = seen[0]
+    assert figures in ([(0, 600)], [(1000, 0)]), figures
+    assert admitted == (figures == [(0, 600)])  # 1000 settled is at the cap of 1000
