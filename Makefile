@@ -25,6 +25,7 @@ lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy common functions gateway gatewayctl
+	@$(BIN)/lint-imports --no-cache
 
 ## make bench: the benchmark (direct vs gateway), see docs/performance.md
 ## (PEER=/path/to/claude adds Anthropic's gateway; FETCH_PEER=1 npm-packs it into .cache/claude-code/)

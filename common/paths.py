@@ -1,6 +1,6 @@
 """The one path table: which function serves which path on the one origin.
 
-Both the local one-origin server (`devtools.run`) and the Terraform URL map
+Both the local one-origin server (`gateway run`, `gateway/local.py`) and the Terraform URL map
 (`terraform/paths.auto.tfvars.json`, generated from this table and checked by a
 test) read it, so the local router and the cloud front door cannot disagree.
 """

@@ -66,9 +66,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     elif "GATEWAY_CONFIG" not in os.environ:
         # The configuration `make run` uses, with its persistent local key; the
         # addresses of the stand-ins do not matter for signing a token.
-        from gateway.run import local_environment
+        from gateway.run import local_environment, running
 
-        port = int(os.environ.get("PORT", "8080"))
+        live = running()  # mint for the origin the local gateway really serves
+        port = int(os.environ.get("PORT") or str(live["port"] if live else 8080))
         unused = "http://127.0.0.1:9"
         for key, value in local_environment(port, "postgresql://postgres@127.0.0.1:9/unused", unused, unused).items():
             os.environ.setdefault(key, value)

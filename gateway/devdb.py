@@ -187,6 +187,38 @@ class EmbeddedPostgres:
         return self.url_for(name)
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def stop_stale(datadir: Path, timeout: float = 15.0) -> int | None:
+    """Stop a server still running on `datadir` (left by a run that was killed); its pid, or None.
+
+    The pid comes from PostgreSQL's own `postmaster.pid`, and is stopped only if
+    that process is a `postgres` serving this very data directory.
+    """
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    argv = _cmdline(pid)
+    if not argv or Path(argv[0]).name != "postgres" or str(datadir) not in argv:
+        return None  # a stale pid file: PostgreSQL itself ignores it
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _cmdline(pid):
+                return pid
+            time.sleep(0.1)
+    raise RuntimeError(f"could not stop the PostgreSQL server (pid {pid}) still running on {datadir}")
+
+
 def start(datadir: Path | None = None, port: int | None = None) -> EmbeddedPostgres:
     """Start a cluster in `datadir` (a fresh temporary one by default)."""
     if datadir is None:

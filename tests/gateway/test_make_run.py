@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import jwt
 import psutil
 import requests
 from support import free_port
+
+from gateway import devdb
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ["/healthz", "/_gateway/auth/healthz", "/_gateway/messages/readyz", "/_gateway/admin/readyz"]
@@ -80,3 +83,79 @@ def test_run_serves_every_function_and_stops_everything(tmp_path: Path) -> None:
         time.sleep(0.2)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running after Ctrl-C: {[c.name() for c in alive]}"
+
+
+def _start_run(port: int, local: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PORT": str(port), "GATEWAY_LOCAL_DIR": str(local)}
+    env.pop("GATEWAY_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_healthy(process: subprocess.Popen[str], port: int, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/_gateway/messages/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("make run did not become ready")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
+def test_run_recovers_from_a_stale_postgres_and_refuses_a_second_live_run(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    # What a hard-killed `make run` leaves behind: its PostgreSQL still running on .local/pgdata.
+    orphan = devdb.EmbeddedPostgres(datadir=local / "pgdata", port=devdb.free_port())
+    orphan.start()
+    assert orphan.process is not None
+    port = free_port()
+    first = _start_run(port, local)
+    try:
+        _wait_healthy(first, port)
+        assert orphan.process.poll() is not None, "the stale server was stopped"
+        # A second run on the same checkout says so in one line and exits.
+        second = _start_run(free_port(), local)
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 1
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"already serves http://127.0.0.1:{port}" in lines[0], output
+        # `make token` without PORT mints for the port the gateway really runs on.
+        env = {**os.environ, "GATEWAY_LOCAL_DIR": str(local)}
+        env.pop("PORT", None)
+        env.pop("GATEWAY_CONFIG", None)
+        token = subprocess.run(
+            [sys.executable, "-m", "gateway", "token", "--email", "dev@example.com"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert jwt.decode(token, options={"verify_signature": False})["iss"] == f"http://127.0.0.1:{port}"
+        reply = requests.get(
+            f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert reply.status_code == 200, reply.text
+    finally:
+        output = _stop(first)
+    assert "stopped a PostgreSQL server" in output
+    assert not (local / "run.json").exists()
