@@ -76,7 +76,7 @@ SURFACE: dict[str, list[str]] = {
         "verification",
     ],
     "common.policy": ["managed", "rules"],
-    "common.spend": ["ledger", "pricing", "usage_report"],
+    "common.spend": ["batcher", "caps", "observed", "pricing", "queue", "reserve", "settle", "store", "usage_report"],
     "common.telemetry": ["emit", "relay"],
     "common.proxy": ["http1", "metering", "pipeline", "sse", "upstreams"],
     "common.proxy.upstreams": [

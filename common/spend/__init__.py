@@ -9,14 +9,17 @@ and the headers and 429 the client sees; `reserve` holds an estimate against
 them in one statement before the upstream call; `settle` prices the real
 usage into a typed `SettleRow` and commits it in one statement, shared
 between concurrent settles by `batcher`, and kept by `queue` while the
-database is away; `usage_report` is `/api/oauth/usage` as Claude Code reads it.
+database is away; `observed` keeps recent per-model figures for an expected
+cost; `usage_report` is `/api/oauth/usage` as Claude Code reads it.
 The per-process objects (`caps.LIMITS`, `batcher.GROUP_COMMIT`,
-`queue.PENDING`) are made at import and live as long as the process.
+`queue.PENDING`, `observed.OBSERVED`) are made at import and live as long as
+the process.
 """
 
 __all__ = [
     "batcher",
     "caps",
+    "observed",
     "pricing",
     "queue",
     "reserve",
