@@ -111,15 +111,12 @@ def http_post(url: str, payload: dict[str, Any], headers: dict[str, str]) -> tup
 
 def ledger_totals(email: str) -> dict[str, int]:
     """What our ledger recorded for `email` (tokens and cost), read from Postgres."""
-    from common.db import pool as store
+    import dataclasses
 
-    rows = store.get().execute(
-        "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_micros), 0)"
-        " FROM spend_usage WHERE user_email = %s",
-        (email,),
-    )
-    count, inp, out, micros = rows[0]
-    return {"requests": int(count), "input_tokens": int(inp), "output_tokens": int(out), "cost_micros": int(micros)}
+    from common.db import pool
+    from common.spend import store
+
+    return dataclasses.asdict(store.usage_totals(pool.get(), email))
 
 
 def usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

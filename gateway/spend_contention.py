@@ -24,7 +24,7 @@ def _run(threads: int, seconds: float) -> tuple[float, float, float, float, floa
     from common.core.usage import RequestInfo, Usage
     from common.db import pool as store
     from common.proxy import metering
-    from common.spend import ledger
+    from common.spend import caps
 
     cfg = config.current()
     begin_ms: list[float] = []
@@ -63,7 +63,7 @@ def _run(threads: int, seconds: float) -> tuple[float, float, float, float, floa
             waiting.append(int(rows[0][0]))
             time.sleep(0.01)
 
-    ledger.invalidate_limits()
+    caps.invalidate()
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     pool.append(threading.Thread(target=sample))
     for t in pool:
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from common import config
     from common.db import pool as store
-    from common.spend import ledger
+    from common.spend import caps, reserve, settle
+    from common.spend import store as spend_store
     from gateway import devdb
 
     server = devdb.start()
@@ -117,16 +118,13 @@ def main(argv: list[str] | None = None) -> int:
             store.get().execute("ALTER SYSTEM SET synchronous_commit = on")
             store.get().execute("SELECT pg_reload_conf()")
             store.reset()
-        store.get().execute(
-            "INSERT INTO spend_limits (id, scope_type, scope_id, period, amount_micros)"
-            " VALUES ('splim_org', 'organization', '', 'monthly', 1000000000000)"
-        )
+        spend_store.upsert_limit(store.get(), "splim_org", "organization", "", "monthly", 10**12, False)
         print(f"{args.threads} threads x {args.seconds:.0f} s, each request = 1 reserve + 1 settle round trip")
         print(
             f"{'layout':<34} {'req/s':>8} {'settle p50':>11} {'settle p99':>11} {'reserve p99':>12}"
             f" {'lock waiters':>13}"
         )
-        org_unlocked: frozenset[str] = frozenset({ledger.ORG_KEY})
+        org_unlocked: frozenset[str] = frozenset({caps.ORG_KEY})
         layouts: tuple[tuple[str, int, frozenset[str]], ...] = (
             ("org counter in 16 shards (default)", 16, org_unlocked),
             ("org counter in 1 row", 1, org_unlocked),
@@ -135,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         _run(args.threads, 1.0)  # warm up: open the pool's connections
         for _ in range(args.rounds):
             for name, shards, unlocked in layouts:
-                ledger.SHARDS = shards
-                ledger.UNLOCKED_KEYS = unlocked
-                store.get().execute("TRUNCATE spend_usage, spend_counters, spend_holds")
+                settle.SHARDS = shards
+                reserve.UNLOCKED_KEYS = unlocked
+                spend_store.delete_usage(store.get())
                 rate, p50, p99, rp99, waiters = _run(args.threads, args.seconds)
                 print(f"{name:<34} {rate:8.0f} {p50:9.2f}ms {p99:9.2f}ms {rp99:10.2f}ms {waiters:13.2f}", flush=True)
         store.reset()

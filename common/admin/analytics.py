@@ -17,16 +17,11 @@ from flask import Request, Response
 
 from common.admin import api
 from common.core import periods
-from common.db import pool as store
+from common.db import pool
 from common.http import json_response
-from common.spend import pricing
+from common.spend import pricing, store
 
-DIMENSIONS = {
-    "user": "u.user_email",
-    "group": "g.grp",
-    "model": "u.model",
-    "day": "u.day",
-}
+DIMENSIONS = store.COST_DIMENSIONS
 MAX_DAYS = 366
 MAX_ROWS = 10_000
 
@@ -40,6 +35,11 @@ def _group_by(request: Request) -> list[str]:
     return list(dict.fromkeys(raw))
 
 
+def _filter(request: Request, name: str) -> str | None:
+    value = request.args.get(name)
+    return value.strip().lower() if value else None
+
+
 def cost(request: Request) -> Response:
     api.caller(request, "read")
     start = api.date_arg(request, "starting_at")
@@ -49,55 +49,33 @@ def cost(request: Request) -> Response:
     if (end - start).days > MAX_DAYS:
         raise api.invalid("ending_at", f"the range may span at most {MAX_DAYS} days")
     dims = _group_by(request)
-    where = ["u.day >= %s", "u.day < %s"]
-    args: list[Any] = [start, end]
-    for name, column in (("user", "u.user_email"), ("model", "u.model")):
-        value = request.args.get(name)
-        if value:
-            where.append(f"{column} = %s")
-            args.append(value.strip().lower())
-    group_filter = request.args.get("group")
-    if group_filter:
-        where.append("%s = ANY(u.groups)")
-        args.append(group_filter.strip().lower())
-    needs_groups = "group" in dims
-    source = (
-        "spend_usage u LEFT JOIN LATERAL unnest(CASE WHEN cardinality(u.groups) = 0 THEN ARRAY[NULL::text]"
-        " ELSE u.groups END) AS g(grp) ON TRUE"
-        if needs_groups
-        else "spend_usage u"
+    rows = store.cost_report(
+        pool.get(),
+        start,
+        end,
+        dims,
+        user=_filter(request, "user"),
+        model=_filter(request, "model"),
+        group=_filter(request, "group"),
+        limit=MAX_ROWS + 1,
     )
-    if needs_groups and group_filter:
-        where.append("g.grp = %s")
-        args.append(group_filter.strip().lower())
-    columns = [DIMENSIONS[d] for d in dims]
-    sql = (
-        f"SELECT {', '.join(columns)}, sum(u.cost_micros), count(*), sum(u.input_tokens), sum(u.output_tokens),"  # noqa: S608
-        " sum(u.cache_read_tokens), sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)"
-        f" FROM {source} WHERE {' AND '.join(where)}"
-        f" GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)} LIMIT %s"
-    )
-    rows = store.get().execute(sql, (*args, MAX_ROWS + 1))
     truncated = len(rows) > MAX_ROWS
     data: list[dict[str, Any]] = []
     total = 0
     for row in rows[:MAX_ROWS]:
-        entry: dict[str, Any] = {}
-        for i, dim in enumerate(dims):
-            value = row[i]
-            entry[dim] = value.isoformat() if dim == "day" and value is not None else value
-        n = len(dims)
-        micros = int(row[n])
-        total += micros
+        entry: dict[str, Any] = {
+            dim: value.isoformat() if dim == "day" and value is not None else value for dim, value in row.keys.items()
+        }
+        total += row.cost_micros
         entry.update(
             {
-                "amount": pricing.cents_string(micros),
+                "amount": pricing.cents_string(row.cost_micros),
                 "currency": "USD",
-                "requests": int(row[n + 1]),
-                "input_tokens": int(row[n + 2]),
-                "output_tokens": int(row[n + 3]),
-                "cache_read_input_tokens": int(row[n + 4]),
-                "cache_creation_input_tokens": int(row[n + 5]),
+                "requests": row.requests,
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "cache_read_input_tokens": row.cache_read_tokens,
+                "cache_creation_input_tokens": row.cache_write_tokens,
             }
         )
         data.append(entry)

@@ -19,13 +19,13 @@ from common.core import periods
 from common.core.identity import Identity
 from common.db import pool as store
 from common.http import json_response
-from common.spend import ledger, pricing
+from common.spend import caps, pricing
 
 
 def spend_part(cfg: Config, identity: Identity) -> dict[str, Any]:
-    caps = ledger.applicable_caps(cfg, identity, ledger.load_limits(store.get()))
+    applicable = caps.applicable_caps(cfg, identity, caps.load_limits(store.get()))
     day = periods.today()
-    figures = ledger.standings(store.get(), caps, day)
+    figures = caps.standings(store.get(), applicable, day)
     return {
         "group_limit_mode": cfg.admin.group_limit_mode if cfg.admin else "min",
         "caps": [

@@ -20,14 +20,14 @@ from flask import Request, Response
 from common.admin import api
 from common.core import periods
 from common.core.errors import GatewayError
-from common.db import pool as store
+from common.db import pool
 from common.http import json_response
-from common.spend import ledger, pricing
+from common.spend import caps, pricing, store
+from common.spend.store import LimitRecord
 
 BASE = "/v1/organizations/spend_limits"
 SCOPES = ("user", "rbac_group", "organization")
 MAX_CENTS = Decimal(10) ** 11  # one billion dollars: anything above is a typo
-_COLUMNS = "id, scope_type, scope_id, period, amount_micros, pooled, currency, created_at, updated_at, seq"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -37,10 +37,10 @@ def _new_id() -> str:
 
 def _cap_key(scope_type: str, scope_id: str) -> str:
     if scope_type == "user":
-        return ledger.user_key(scope_id)
+        return caps.user_key(scope_id)
     if scope_type == "rbac_group":
-        return ledger.group_key(scope_id)
-    return ledger.ORG_KEY
+        return caps.group_key(scope_id)
+    return caps.ORG_KEY
 
 
 def _scope(scope_type: str, scope_id: str) -> dict[str, Any]:
@@ -51,57 +51,52 @@ def _scope(scope_type: str, scope_id: str) -> dict[str, Any]:
     return {"type": "organization"}
 
 
-def _render(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def _render(rows: list[LimitRecord]) -> list[dict[str, Any]]:
     """API objects for rows, with each limit's period-to-date spend (one query for all)."""
     if not rows:
         return []
     day = periods.today()
-    spend = ledger.period_spend(
-        store.get(),
-        [_cap_key(r[1], r[2]) for r in rows],
-        [periods.start(r[3], day) for r in rows],
+    spend = store.period_spend(
+        pool.get(),
+        [_cap_key(r.scope_type, r.scope_id) for r in rows],
+        [periods.start(r.period, day) for r in rows],
         day,
     )
     out = []
     for row, (spent, _held) in zip(rows, spend, strict=True):
         out.append(
             {
-                "id": row[0],
+                "id": row.id,
                 "type": "spend_limit",
-                "scope": _scope(row[1], row[2]),
-                "period": row[3],
-                "amount": pricing.cents_string(int(row[4])),
-                "currency": row[6],
-                "pooled": bool(row[5]),
+                "scope": _scope(row.scope_type, row.scope_id),
+                "period": row.period,
+                "amount": pricing.cents_string(row.amount_micros),
+                "currency": row.currency,
+                "pooled": row.pooled,
                 "period_to_date_spend": pricing.cents_string(spent),
-                "resets_at": periods.reset_at(row[3], day).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "created_at": api.iso(row[7]),
-                "updated_at": api.iso(row[8]),
+                "resets_at": periods.reset_at(row.period, day).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "created_at": api.iso(row.created_at),
+                "updated_at": api.iso(row.updated_at),
             }
         )
     return out
 
 
-def _snapshot(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+def _snapshot(row: LimitRecord | None) -> dict[str, Any] | None:
     """A row as the audit log keeps it (no live spend)."""
     if row is None:
         return None
     return {
-        "id": row[0],
-        "scope": _scope(row[1], row[2]),
-        "period": row[3],
-        "amount": pricing.cents_string(int(row[4])),
-        "pooled": bool(row[5]),
+        "id": row.id,
+        "scope": _scope(row.scope_type, row.scope_id),
+        "period": row.period,
+        "amount": pricing.cents_string(row.amount_micros),
+        "pooled": row.pooled,
     }
 
 
-def _fetch(limit_id: str) -> tuple[Any, ...] | None:
-    rows = store.get().execute(f"SELECT {_COLUMNS} FROM spend_limits WHERE id = %s", (limit_id,))  # noqa: S608
-    return rows[0] if rows else None
-
-
-def _require(limit_id: str) -> tuple[Any, ...]:
-    row = _fetch(limit_id)
+def _require(limit_id: str) -> LimitRecord:
+    row = store.limit_by_id(pool.get(), limit_id)
     if row is None:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
     return row
@@ -194,20 +189,21 @@ def list_or_create(request: Request) -> Response:
     api.caller(request, "read")
     page = api.page_args(request, default_limit=20, max_limit=1000)
     scope_type = api.choice_arg(request, "scope_type", SCOPES)
-    where = ["TRUE"]
-    args: list[Any] = []
-    if scope_type:
-        where.append("scope_type = %s")
-        args.append(scope_type)
+    db = pool.get()
     backwards = page.before_id is not None
     cursor = page.before_id or page.after_id
+    seq = None
     if cursor:
-        found = store.get().execute("SELECT seq FROM spend_limits WHERE id = %s", (cursor,))
-        if not found:
+        seq = store.limit_seq(db, cursor)
+        if seq is None:
             raise api.invalid("before_id" if backwards else "after_id", f"no spend limit has the id {cursor[:60]!r}")
-        where.append("seq < %s" if backwards else "seq > %s")
-        args.append(found[0][0])
-    rows, has_more = api.fetch_page(f"SELECT {_COLUMNS} FROM spend_limits", where, args, "seq", False, page)  # noqa: S608
+    rows, has_more = store.list_limits(
+        db,
+        scope_type=scope_type,
+        after_seq=None if backwards else seq,
+        before_seq=seq if backwards else None,
+        limit=page.limit,
+    )
     return json_response(api.list_envelope(_render(rows), has_more, backwards))
 
 
@@ -222,28 +218,11 @@ def create(request: Request) -> Response:
     amount = parse_amount(body["amount"])
     _parse_currency(body)
     pooled = _parse_pooled(body, scope_type)
-    db = store.get()
-    before = db.execute(
-        f"SELECT {_COLUMNS} FROM spend_limits WHERE scope_type = %s AND scope_id = %s AND period = %s",  # noqa: S608
-        (scope_type, scope_id, period),
-    )
-    rows = db.execute(
-        "INSERT INTO spend_limits (id, scope_type, scope_id, period, amount_micros, pooled)"  # noqa: S608
-        " VALUES (%s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (scope_type, scope_id, period) DO UPDATE SET amount_micros = EXCLUDED.amount_micros,"
-        " pooled = EXCLUDED.pooled, updated_at = now()"
-        f" RETURNING {_COLUMNS}, (xmax = 0)",
-        (_new_id(), scope_type, scope_id, period, amount, pooled),
-    )
-    row = rows[0][:-1]
-    created = bool(rows[0][-1])
-    ledger.invalidate_limits()
-    who.audit(
-        "spend_limit.create" if created else "spend_limit.update",
-        row[0],
-        _snapshot(before[0]) if before else None,
-        _snapshot(row),
-    )
+    db = pool.get()
+    before = store.limit_by_scope(db, scope_type, scope_id, period)
+    row, created = store.upsert_limit(db, _new_id(), scope_type, scope_id, period, amount, pooled)
+    caps.invalidate()
+    who.audit("spend_limit.create" if created else "spend_limit.update", row.id, _snapshot(before), _snapshot(row))
     return json_response(_render([row])[0], status=201 if created else 200)
 
 
@@ -262,30 +241,26 @@ def update(request: Request, limit_id: str) -> Response:
     body = api.body(request)
     _unknown(body, _CREATE_FIELDS)
     before = _require(limit_id)
-    if "scope" in body and _parse_scope(body["scope"]) != (before[1], before[2]):
+    if "scope" in body and _parse_scope(body["scope"]) != (before.scope_type, before.scope_id):
         raise api.invalid("scope", "cannot change; delete this limit and create one for the other scope")
-    if "period" in body and _parse_period(body["period"]) != before[3]:
+    if "period" in body and _parse_period(body["period"]) != before.period:
         raise api.invalid("period", "cannot change; delete this limit and create one for the other period")
     _parse_currency(body)
-    amount = parse_amount(body["amount"]) if "amount" in body else int(before[4])
-    pooled = _parse_pooled(body, before[1]) if "pooled" in body else bool(before[5])
-    rows = store.get().execute(
-        "UPDATE spend_limits SET amount_micros = %s, pooled = %s, updated_at = now() WHERE id = %s"  # noqa: S608
-        f" RETURNING {_COLUMNS}",
-        (amount, pooled, limit_id),
-    )
-    if not rows:
+    amount = parse_amount(body["amount"]) if "amount" in body else before.amount_micros
+    pooled = _parse_pooled(body, before.scope_type) if "pooled" in body else before.pooled
+    row = store.update_limit(pool.get(), limit_id, amount, pooled)
+    if row is None:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
-    ledger.invalidate_limits()
-    who.audit("spend_limit.update", limit_id, _snapshot(before), _snapshot(rows[0]))
-    return json_response(_render([rows[0]])[0])
+    caps.invalidate()
+    who.audit("spend_limit.update", limit_id, _snapshot(before), _snapshot(row))
+    return json_response(_render([row])[0])
 
 
 def delete(request: Request, limit_id: str) -> Response:
     who = api.caller(request, "write")
-    rows = store.get().execute(f"DELETE FROM spend_limits WHERE id = %s RETURNING {_COLUMNS}", (limit_id,))  # noqa: S608
-    if not rows:
+    row = store.delete_limit(pool.get(), limit_id)
+    if row is None:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
-    ledger.invalidate_limits()
-    who.audit("spend_limit.delete", limit_id, _snapshot(rows[0]), None)
+    caps.invalidate()
+    who.audit("spend_limit.delete", limit_id, _snapshot(row), None)
     return json_response({"id": limit_id, "type": "spend_limit_deleted"})

@@ -73,5 +73,6 @@ __all__ = [
     "load",
     "parse",
     "runtime_of",
+    "secret_manager",
     "use",
 ]

@@ -230,9 +230,6 @@ def describe_error(exc: BaseException) -> str:
     return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", str(exc))
 
 
-_clean = describe_error  # alias for the spend branch until merge
-
-
 # --- the instance's database -----------------------------------------------------------
 
 # This instance's pool: lives until `reset()` (or the process ends); built from

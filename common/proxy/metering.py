@@ -14,7 +14,7 @@ from typing import Any
 
 from common.config import Config
 from common.core.usage import RequestInfo, Usage
-from common.spend import ledger
+from common.spend import reserve, settle
 from common.telemetry import emit as telemetry
 
 
@@ -29,11 +29,11 @@ class Ticket:
 
 def begin(cfg: Config, info: RequestInfo) -> Ticket:
     """Before proxying: reserve an estimate against every cap (raises GatewayError 429 at a cap)."""
-    reservation, headers = ledger.reserve(cfg, info)
+    reservation, headers = reserve.reserve(cfg, info)
     return Ticket(info=info, headers=headers, reservation=reservation)
 
 
 def finish(cfg: Config, ticket: Ticket, usage: Usage, status: int, first_byte_ms: float | None = None) -> None:
     """After the upstream's last byte: settle the real cost and record telemetry. Never raises."""
-    cost_micros = ledger.settle(cfg, ticket.info, ticket.reservation, usage, status)
+    cost_micros = settle.settle(cfg, ticket.info, ticket.reservation, usage, status)
     telemetry.record(cfg, ticket.info, usage, cost_micros, status, first_byte_ms)

@@ -1,13 +1,29 @@
 """Spend caps: list prices, caps per user / group / org and period, reserve before proxying, settle after.
 
-`pricing` turns usage into integer micro-dollars at list price; `ledger`
-reserves an estimate against every cap that applies (429 at a cap) and
-settles the real cost (group-committed, queued while the database is away);
-`usage_report` is `/api/oauth/usage` as Claude Code reads it.
+This package owns the spend tables (`spend_limits`, `spend_holds`,
+`spend_counters`, `spend_usage`, migrations 003-004) and every statement on
+them (`store`, the only module with their SQL). `pricing` turns usage into
+integer micro-dollars at list price; `caps` knows which caps apply to a
+caller (from a 5-second per-process copy of the limits), how full they are,
+and the headers and 429 the client sees; `reserve` holds an estimate against
+them in one statement before the upstream call; `settle` prices the real
+usage into a typed `SettleRow` and commits it in one statement, shared
+between concurrent settles by `batcher`, and kept by `queue` while the
+database is away; `observed` keeps recent per-model figures for an expected
+cost; `usage_report` is `/api/oauth/usage` as Claude Code reads it.
+The per-process objects (`caps.LIMITS`, `batcher.GROUP_COMMIT`,
+`queue.PENDING`, `observed.OBSERVED`) are made at import and live as long as
+the process.
 """
 
 __all__ = [
-    "ledger",
+    "batcher",
+    "caps",
+    "observed",
     "pricing",
+    "queue",
+    "reserve",
+    "settle",
+    "store",
     "usage_report",
 ]

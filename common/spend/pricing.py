@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
+from common.config import derive
 from common.core import logs, models
 
 if TYPE_CHECKING:
@@ -163,22 +164,17 @@ def build(pricing: Pricing | None) -> PriceBook:
     return PriceBook(table=table, multiplier_num=num, multiplier_den=den)
 
 
-_books: dict[int, tuple[Config, PriceBook]] = {}
 _lock = threading.Lock()
 _warned: set[str] = set()
 
 
+def _book_of(cfg: Config) -> PriceBook:
+    return build(cfg.pricing)
+
+
 def book(cfg: Config) -> PriceBook:
-    """The price book of a config, cached per config object (configs are frozen)."""
-    cached = _books.get(id(cfg))
-    if cached is not None and cached[0] is cfg:
-        return cached[1]
-    built = build(cfg.pricing)
-    with _lock:
-        if len(_books) > 8:
-            _books.clear()
-        _books[id(cfg)] = (cfg, built)
-    return built
+    """The price book of a config version, built once per version (`config.derive`)."""
+    return derive(cfg, _book_of)
 
 
 def _warn_unknown(model_id: str) -> None:

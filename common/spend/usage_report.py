@@ -17,9 +17,9 @@ from common.auth import sessions
 from common.core import periods
 from common.core.identity import Identity
 from common.core.periods import PERIODS, Period
-from common.db import pool as store
+from common.db import pool
 from common.http import json_response
-from common.spend import ledger
+from common.spend import caps
 
 
 def _cents(micros: int) -> int:
@@ -30,11 +30,11 @@ def standing(identity: Identity, now: datetime | None = None) -> dict[str, Any]:
     cfg = config.current()
     moment = now or datetime.now(UTC)
     day = moment.date()
-    limits = ledger.cached_limits() if cfg.admin is not None else ledger.Limits({}, {}, [])
-    caps = ledger.applicable_caps(cfg, identity, limits)
-    own = [ledger.Cap(ledger.user_key(identity.email), p, 0, "user", identity.email) for p in PERIODS]
-    figures = ledger.standings(store.get(), [*caps, *own], day)
-    capped, mine = figures[: len(caps)], figures[len(caps) :]
+    limits = caps.cached_limits() if cfg.admin is not None else caps.Limits({}, {}, [])
+    applicable = caps.applicable_caps(cfg, identity, limits)
+    own = [caps.Cap(caps.user_key(identity.email), p, 0, "user", identity.email) for p in PERIODS]
+    figures = caps.standings(pool.get(), [*applicable, *own], day)
+    capped, mine = figures[: len(applicable)], figures[len(applicable) :]
 
     per_period: dict[Period, dict[str, Any]] = {}
     limits_out: list[dict[str, Any]] = []

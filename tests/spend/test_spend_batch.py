@@ -11,7 +11,8 @@ from support.spend import request_info, setup_gateway
 from common import config
 from common.core.usage import Usage
 from common.db import pool as store
-from common.spend import ledger
+from common.spend import batcher, settle
+from common.spend import store as spend_store
 
 
 class CountingDatabase:
@@ -41,14 +42,15 @@ def test_concurrent_settles_share_statements_and_count_exactly(tmp_path: Path, d
     users = [f"u{i}@example.com" for i in range(8)]
     barrier = threading.Barrier(48)
     costs: list[int] = []
+    group_commit = batcher.GroupCommit()  # this test's own, as each process has one
 
     def one(n: int) -> None:
         info = request_info(email=users[n % len(users)], groups=("eng",))
         usage = Usage(input_tokens=100 + n, output_tokens=10 + n, cache_read_input_tokens=n)
-        cost, args = ledger.settle_args(cfg, info, None, usage, 200)
+        row = settle.row(cfg, info, None, usage, 200)
         barrier.wait()
-        ledger._group_commit.settle(counting, args)  # type: ignore[arg-type]
-        costs.append(cost)
+        group_commit.settle(counting, row)  # type: ignore[arg-type]
+        costs.append(row.cost_micros)
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(48)]
     for t in threads:
@@ -70,17 +72,12 @@ def test_a_replayed_request_in_a_batch_counts_once(tmp_path: Path, database_url:
     setup_gateway(tmp_path, database_url)
     cfg = config.current()
     info = request_info(email="a@example.com")
-    cost, args = ledger.settle_args(cfg, info, None, Usage(input_tokens=1000, output_tokens=100), 200)
-    _, other = ledger.settle_args(cfg, request_info(email="b@example.com"), None, Usage(input_tokens=5), 200)
-    import json
-
-    items = [dict(zip(ledger._BATCH_FIELDS, a, strict=True)) for a in (args, args, other)]
+    row = settle.row(cfg, info, None, Usage(input_tokens=1000, output_tokens=100), 200)
+    other = settle.row(cfg, request_info(email="b@example.com"), None, Usage(input_tokens=5), 200)
     db = store.get()
-    db.execute(ledger._SETTLE_BATCH_SQL, (json.dumps(items, default=ledger._json_value),))
-    db.execute(ledger._SETTLE_SQL, args)  # and once more alone
+    spend_store.settle_batch(db, [row, row, other])
+    spend_store.settle(db, row)  # and once more alone
     rows = dict(db.execute("SELECT user_email, cost_micros FROM spend_usage"))
-    assert rows["a@example.com"] == cost
-    spent = db.execute("SELECT sum(spent_micros)::bigint FROM spend_counters WHERE scope_key = 'user:a@example.com'")[
-        0
-    ][0]
-    assert spent == cost
+    assert rows == {"a@example.com": row.cost_micros, "b@example.com": other.cost_micros}
+    spent = db.execute("SELECT sum(spent_micros)::bigint FROM spend_counters WHERE scope_key = 'user:a@example.com'")
+    assert spent[0][0] == row.cost_micros

@@ -21,7 +21,7 @@ from common.core.errors import GatewayError
 from common.core.usage import Usage
 from common.db import pool as store
 from common.proxy import metering
-from common.spend import ledger, pricing
+from common.spend import pricing, reserve
 
 N = 50
 MAX_TOKENS = 2000
@@ -32,7 +32,7 @@ def test_fifty_concurrent_requests_stay_within_the_bound(tmp_path: Path, databas
     setup_gateway(tmp_path, database_url, {"store": {"max_connections": 10}})
     cfg = config.current()
     info0 = request_info(max_tokens=MAX_TOKENS, input_bytes=INPUT_BYTES)
-    estimate = ledger.estimate_micros(cfg, info0)  # 1000 input + 2000 output tokens of Haiku 4.5
+    estimate = reserve.estimate_micros(cfg, info0)  # 1000 input + 2000 output tokens of Haiku 4.5
     assert estimate == 1000 * 1 + 2000 * 5
     cap = 10 * estimate  # room for ten reservations
     set_limit("user", "dev@example.com", "daily", str(cap / 1_000_000))

@@ -19,7 +19,7 @@ from common.core.errors import GatewayError
 from common.core.usage import Usage
 from common.db import pool as store
 from common.proxy import metering
-from common.spend import ledger
+from common.spend import caps, queue, reserve
 
 REJECT_HEADERS = {
     "retry-after",
@@ -56,7 +56,7 @@ def gateway(tmp_path: Path, database_url: str) -> Path:
 def frozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[datetime]]:
     """Pin the ledger's clock; tests move it by assigning clock[0]."""
     clock = [datetime(2026, 3, 10, 21, 0, 0, tzinfo=UTC)]  # a Tuesday
-    monkeypatch.setattr(ledger, "_now", lambda: clock[0])
+    monkeypatch.setattr(reserve, "now", lambda: clock[0])
     yield clock
 
 
@@ -116,7 +116,7 @@ def test_thresholds_produce_the_headers(gateway: Path, frozen: list[datetime]) -
 
 def test_uncapped_user_costs_no_round_trip_and_gets_no_headers(gateway: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     set_limit("user", "someone-else@example.com", "daily", "5")
-    ledger.cached_limits()  # warm the per-instance cache
+    caps.cached_limits()  # warm the per-instance cache
     calls: list[str] = []
     original = store.Database.execute
 
@@ -134,7 +134,7 @@ def test_uncapped_user_costs_no_round_trip_and_gets_no_headers(gateway: Path, mo
 
 def test_count_tokens_is_free_and_costs_no_round_trip(gateway: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     set_limit("user", "dev@example.com", "daily", "0.01")
-    ledger.cached_limits()
+    caps.cached_limits()
     calls: list[str] = []
     original = store.Database.execute
 
@@ -346,8 +346,7 @@ def test_fail_closed_and_fail_open_with_the_database_stopped(tmp_path: Path, own
         assert error.headers["anthropic-ratelimit-unified-overage-disabled-reason"] == "fetch_error"
         assert "unavailable" in error.message
         # Who is capped comes from the last good read of the limits: an uncapped user still gets through.
-        assert ledger._limits is not None
-        ledger._limits = (0.0, ledger._limits[1])  # expired: the next request tries (and fails) to re-read
+        caps.LIMITS.expire()  # the next request tries (and fails) to re-read
         assert metering.begin(config.current(), request_info(email="free@example.com")).headers == {}
 
         # Fail open: the request goes through (no headers); its usage is queued, not lost.
@@ -363,11 +362,11 @@ def test_fail_closed_and_fail_open_with_the_database_stopped(tmp_path: Path, own
         for _ in range(3):
             metering.finish(config.current(), ticket, Usage(input_tokens=150_000), 200)
             ticket = metering.begin(config.current(), info)
-        assert ledger.pending_settles() == 3
+        assert queue.pending() == 3
     finally:
         own_server.start()
     # The background retry (or the next settle) writes the queue once the database is back.
-    assert _wait_until(lambda: ledger.pending_settles() == 0), "queued settles were not written"
+    assert _wait_until(lambda: queue.pending() == 0), "queued settles were not written"
     rows = store.get().execute("SELECT count(*), sum(cost_micros) FROM spend_usage")
     assert rows[0][0] == 4  # the request before the outage and the three queued during it
     spent = store.get().execute("SELECT sum(spent_micros) FROM spend_counters WHERE scope_key = 'user:dev@example.com'")

@@ -19,7 +19,7 @@ from test_spend_enforcement import REJECT_HEADERS  # the exact 429 header set of
 
 from common.core.usage import Usage
 from common.db import pool as store
-from common.spend import ledger, pricing
+from common.spend import pricing, queue
 from gateway.standins import upstream as standin_module
 
 
@@ -180,4 +180,4 @@ def test_fifty_concurrent_streams_from_one_user(live: tuple[LiveServer, Path], s
     assert total <= cap + max_estimate + excess, (total, cap, excess)
     assert store.get().execute("SELECT count(*) FROM spend_holds")[0][0] == 0
     print(f"HTTP: admitted {len(admitted)}/50, spent {total} µ$ of cap {cap}")
-    assert ledger.pending_settles() == 0
+    assert queue.pending() == 0

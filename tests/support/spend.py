@@ -9,17 +9,17 @@ from support import activate, base_config, deep_merge, write_config
 
 
 def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | None = None) -> Path:
-    from common.db import pool as store
-    from common.spend import ledger
+    from common.db import pool
+    from common.spend import caps, queue
 
     data = base_config(database_url)
     if extra:
         data = deep_merge(data, extra)
     path = write_config(tmp_path, data)
     activate(path)
-    store.get()
-    ledger.invalidate_limits()
-    ledger._pending.clear()
+    pool.get()
+    caps.invalidate()
+    queue.clear()
     return path
 
 
@@ -27,15 +27,12 @@ def set_limit(scope_type: str, scope_id: str, period: str, dollars: str, pooled:
     import uuid
     from decimal import Decimal
 
-    from common.db import pool as store
-    from common.spend import ledger
+    from common.db import pool
+    from common.spend import caps, store
 
-    store.get().execute(
-        "INSERT INTO spend_limits (id, scope_type, scope_id, period, amount_micros, pooled) VALUES (%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (scope_type, scope_id, period) DO UPDATE SET amount_micros = EXCLUDED.amount_micros",
-        ("splim_" + uuid.uuid4().hex[:20], scope_type, scope_id, period, int(Decimal(dollars) * 1_000_000), pooled),
-    )
-    ledger.invalidate_limits()
+    micros = int(Decimal(dollars) * 1_000_000)
+    store.upsert_limit(pool.get(), "splim_" + uuid.uuid4().hex[:20], scope_type, scope_id, period, micros, pooled)
+    caps.invalidate()
 
 
 def request_info(

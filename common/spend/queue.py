@@ -1,0 +1,116 @@
+"""Settles the database refused, kept in this process and retried until it takes them.
+
+While the database is away a settle is queued here instead of lost; a
+background thread retries with backoff, and the next settle that succeeds
+also writes up to 50 queued ones. The usage row's key (the reservation key)
+makes a replayed settle count once. The queue is bounded (PENDING_MAX); a
+settle dropped because it is full is logged as an error with its user and cost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from common.core import logs
+from common.db import pool
+from common.spend import store
+from common.spend.store import SettleRow
+
+PENDING_MAX = 10_000  # queued settles kept while the database is away
+MAX_RETRY_DELAY = 30.0  # seconds between background attempts, at most
+
+
+class RetryQueue:
+    """Refused settles in arrival order, written back oldest first.
+
+    Lifetime: one per process (`PENDING` below), made at import and kept until
+    exit. Its retry thread (a daemon) is started by the first `add()` and ends
+    once the queue is empty; what is still queued when the process exits is lost
+    (the Cloud Run instance is gone), which is why the next settle also flushes.
+    """
+
+    def __init__(self, capacity: int = PENDING_MAX) -> None:
+        self._items: deque[SettleRow] = deque()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self.dropped = 0
+
+    def size(self) -> int:
+        return len(self._items)
+
+    def add(self, row: SettleRow, exc: BaseException) -> None:
+        with self._lock:
+            if len(self._items) >= self._capacity:
+                self.dropped += 1
+                logs.error(
+                    "SPEND USAGE LOST: the settle queue is full while the database is unavailable",
+                    capacity=self._capacity,
+                    dropped_total=self.dropped,
+                    user=row.user_email,
+                    cost_micros=row.cost_micros,
+                )
+                return
+            self._items.append(row)
+            queued = len(self._items)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._retry_loop, name="spend-settle-retry", daemon=True)
+                self._thread.start()
+        logs.warning("spend settle queued; the database refused it", error=pool.describe_error(exc), queued=queued)
+
+    def flush(self, db: pool.Database | None = None, budget: int | None = None) -> int:
+        """Write queued settles in order; stop at the first failure. Returns how many were written."""
+        written = 0
+        while budget is None or written < budget:
+            with self._lock:
+                if not self._items:
+                    break
+                row = self._items[0]
+            try:
+                store.settle(db or pool.get(), row)
+            except Exception:
+                break
+            with self._lock:
+                if self._items and self._items[0] is row:
+                    self._items.popleft()
+            written += 1
+        if written:
+            logs.info("queued spend settles written", written=written, still_queued=len(self._items))
+        return written
+
+    def _retry_loop(self) -> None:
+        delay = 1.0
+        while self._items:
+            self._wake.wait(delay)
+            self._wake.clear()
+            before = len(self._items)
+            self.flush()
+            delay = 1.0 if len(self._items) < before else min(delay * 2, MAX_RETRY_DELAY)
+
+    def wake(self) -> None:
+        """Retry now instead of at the next backoff step."""
+        self._wake.set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+PENDING = RetryQueue()
+
+
+def pending() -> int:
+    """How many settles this process holds for the database."""
+    return PENDING.size()
+
+
+def flush() -> int:
+    """Write this process's queued settles now; how many were written."""
+    return PENDING.flush()
+
+
+def clear() -> None:
+    """Drop this process's queued settles (tests; a fresh gateway)."""
+    PENDING.clear()

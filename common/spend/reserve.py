@@ -1,0 +1,135 @@
+"""Before the upstream call: estimate the request's cost and reserve it against every cap.
+
+`reserve()` finds the caps that apply (from `caps.LIMITS`: an uncapped caller
+costs no round trip) and holds an estimate against all of them in one
+statement (`store.reserve`, i.e. `spend_reserve` of migration 003). At a cap
+it raises the 429 of PROTOCOL.md; otherwise it returns the
+`anthropic-ratelimit-unified-*` headers for a capped caller. A hold expires
+after `enforcement.reservation_ttl_seconds` if its request never settles.
+When the database cannot be read, `enforcement.fail_closed_on_error` decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from common.core import logs, periods
+from common.core.errors import GatewayError
+from common.core.usage import Usage
+from common.db import pool
+from common.spend import caps, pricing, store
+from common.spend.caps import Cap, Standing
+
+if TYPE_CHECKING:
+    from common.config import Config
+    from common.core.usage import RequestInfo
+
+# Keys whose check is optimistic (not locked): locking the org key would
+# serialise every request of the organisation (see docs/spend.md).
+UNLOCKED_KEYS = frozenset({caps.ORG_KEY})
+BYTES_PER_TOKEN = 4  # a rough upper bound of tokens per request byte for the estimate
+DEFAULT_TTL_SECONDS = 900
+
+
+def now() -> datetime:
+    """The ledger's clock (one place, so tests can pin it)."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Reservation:
+    key: str  # uuid: the usage row's idempotency key and the holds' id
+    at: datetime
+    day: date
+    caps: list[Cap] = field(default_factory=list)
+    estimate_micros: int = 0
+    held: bool = False
+
+    @classmethod
+    def unheld(cls) -> Reservation:
+        """A reservation made now that holds nothing (yet)."""
+        at = now()
+        return cls(key=str(uuid.uuid4()), at=at, day=at.date())
+
+
+def request_cost(cfg: Config, info: RequestInfo, usage: Usage) -> int:
+    """`usage` of this request in micro-dollars at list price: the client's model id, or
+    the upstream's model id when only that one has a known price."""
+    book = pricing.book(cfg)
+    model = info.model
+    _, known = book.price(model, info.upstream) if model else (None, False)
+    if not known and info.upstream_model:
+        upstream_price, upstream_known = book.price(info.upstream_model, info.upstream)
+        if upstream_known:
+            return pricing.cost_micros(upstream_price, usage, book.multiplier_num, book.multiplier_den)
+    return book.cost_micros(model or info.upstream_model, usage, info.upstream)
+
+
+def estimate_micros(cfg: Config, info: RequestInfo) -> int:
+    """An upper-ish estimate of a request's cost: every input byte / 4 as an input
+    token, and `max_tokens` output tokens (the upstream cannot produce more)."""
+    guess = Usage(input_tokens=-(-max(0, info.input_bytes) // BYTES_PER_TOKEN), output_tokens=max(0, info.max_tokens))
+    return max(1, request_cost(cfg, info, guess))
+
+
+def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]]:
+    """Reserve an estimate against every cap that applies; 429 `billing_error` at a cap."""
+    reservation = Reservation.unheld()
+    if cfg.admin is None or info.endpoint != "messages":
+        return reservation, {}
+    try:
+        applicable = caps.applicable_caps(cfg, info.identity, caps.cached_limits())
+        if not applicable:
+            return reservation, {}
+        reservation.caps = applicable
+        reservation.estimate_micros = estimate_micros(cfg, info)
+        ttl = cfg.enforcement.reservation_ttl_seconds if cfg.enforcement else DEFAULT_TTL_SECONDS
+        figures, admitted = store.reserve(
+            pool.get(),
+            reservation.key,
+            [c.key for c in applicable],
+            [periods.start(c.period, reservation.day) for c in applicable],
+            [c.cap_micros for c in applicable],
+            reservation.day,
+            reservation.estimate_micros,
+            ttl,
+            sorted({c.key for c in applicable if c.key not in UNLOCKED_KEYS}),
+        )
+    except GatewayError:
+        raise
+    except Exception as exc:
+        return _unavailable(cfg, reservation, exc)
+    states = [
+        Standing(cap, spent, held, reservation.day) for cap, (spent, held) in zip(applicable, figures, strict=True)
+    ]
+    if not admitted:
+        blocked = [s for s in states if s.blocked] or states
+        raise caps.cap_reached(max(blocked, key=lambda s: (s.reset_epoch, s.utilization)), reservation.at)
+    reservation.held = True
+    return reservation, caps.allowed_headers(states)
+
+
+def _unavailable(cfg: Config, reservation: Reservation, exc: Exception) -> tuple[Reservation, dict[str, str]]:
+    fail_closed = cfg.enforcement.fail_closed_on_error if cfg.enforcement else False
+    logs.warning(
+        "spend ledger unreadable; " + ("refusing the request" if fail_closed else "letting the request through"),
+        error=pool.describe_error(exc),
+        key="enforcement.fail_closed_on_error",
+    )
+    if fail_closed:
+        raise GatewayError(
+            429,
+            "The gateway cannot check your spend limit right now (its ledger is unavailable), so the request "
+            "was refused. Try again in a few minutes; if this persists, contact your gateway administrator.",
+            "billing_error",
+            {
+                "x-should-retry": "false",
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-overage-disabled-reason": "fetch_error",
+            },
+        )
+    reservation.caps = []
+    return reservation, {}
