@@ -156,6 +156,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve.main(host=args.host, port=args.port)
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from gateway import catalog
+
+    return catalog.refresh(Path(args.source), version=args.version, check=args.check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Claude apps gateway commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("catalog", help="the model catalogue (common/core/catalog.json)")
+    catalog_sub = p.add_subparsers(dest="catalog_command", required=True)
+    p = catalog_sub.add_parser("refresh", help="rewrite it from the model catalogue a Claude Code release ships")
+    p.add_argument("--from", dest="source", required=True, help="Claude Code's catalogue JSON")
+    p.add_argument("--version", help="the Claude Code version (default: from the file name)")
+    p.add_argument("--check", action="store_true", help="only check the committed file is what the source gives")
+    p.set_defaults(func=cmd_catalog)
 
     return parser
 

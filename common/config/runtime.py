@@ -26,12 +26,13 @@ KEEP_VERSIONS = 8
 class Runtime:
     """What one config version is, and what has been derived from it so far."""
 
-    __slots__ = ("_derived", "_lock", "config")
+    __slots__ = ("_derived", "_lock", "_locks", "config")
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._derived: dict[Callable[[Config], Any], Any] = {}
         self._lock = threading.Lock()
+        self._locks: dict[Callable[[Config], Any], threading.Lock] = {}
 
     def derive(self, builder: Callable[[Config], T]) -> T:
         """`builder(config)`, built once for this version (builders must be module-level functions)."""
@@ -39,7 +40,11 @@ class Runtime:
             return self._derived[builder]  # type: ignore[no-any-return]
         except KeyError:
             pass
+        # One lock per builder: a builder may derive other things of the same version
+        # (and a slow one must not hold up the others), but each is built once.
         with self._lock:
+            lock = self._locks.setdefault(builder, threading.Lock())
+        with lock:
             if builder not in self._derived:
                 self._derived[builder] = builder(self.config)
             return self._derived[builder]  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ class Usage:
     cache_read_input_tokens: int = 0
     cache_creation_5m_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
+    web_search_requests: int = 0  # server tool use, priced per request
 
     @property
     def cache_creation_input_tokens(self) -> int:
@@ -29,6 +30,9 @@ class Usage:
             value = usage.get(key)
             if isinstance(value, int):
                 setattr(self, key, value)
+        server_tools = usage.get("server_tool_use")
+        if isinstance(server_tools, dict) and isinstance(server_tools.get("web_search_requests"), int):
+            self.web_search_requests = server_tools["web_search_requests"]
         creation = usage.get("cache_creation")
         if isinstance(creation, dict):
             five = creation.get("ephemeral_5m_input_tokens")

@@ -18,11 +18,11 @@ from flask import Request, Response
 from common import config, policy
 from common.auth import sessions
 from common.config import Config, Policy
-from common.core import models
+from common.core import catalog, models
 from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.http import json_response
-from common.proxy import steps
+from common.proxy import steps, upstreams
 
 
 def messages(request: Request) -> Response:
@@ -62,11 +62,29 @@ def _model_object(cfg: Config, model_id: str) -> dict[str, Any]:
     return {"type": "model", "id": model_id, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
 
 
+def _listable(cfg: Config) -> list[str]:
+    """Every model an upstream of this config serves: gateway.yaml `models:` in their
+    order, then the catalogue's, newest first. Not a `config.derive` builder: routing
+    derives its own table, and a builder that derives again would deadlock."""
+    seen = {models.canonical(m.id) for m in cfg.models}
+    listed = [m.id for m in cfg.models]
+    for known in reversed(catalog.MODELS):
+        if known.id in seen:
+            continue
+        try:
+            upstreams.route(cfg, known.id)
+        except GatewayError:  # no upstream serves it (e.g. a model Vertex does not offer)
+            continue
+        listed.append(known.id)
+    return listed
+
+
 def _visible_models(cfg: Config, identity: Identity) -> list[str]:
     found = _policy_of(cfg, identity)
+    listed = _listable(cfg)  # ~24 cached route lookups; /v1/models is not on the hot path
     if found is None:
-        return [m.id for m in cfg.models]
-    return policy.allowed_models(cfg, found[1])
+        return listed
+    return [model_id for model_id in listed if policy.model_allowed(found[1], model_id)]
 
 
 def list_models(request: Request) -> Response:

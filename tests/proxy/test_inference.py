@@ -629,25 +629,36 @@ def test_the_anthropic_sdk_streams_and_counts_tokens(gw: Gateway) -> None:
 def test_models_list_shows_the_callers_models(gw: Gateway) -> None:
     headers = {"Authorization": f"Bearer {gw.token(('contractors',))}"}
     listing = requests.get(gw.url + "/v1/models", headers=headers, timeout=10).json()
-    assert listing == {
-        "data": [
-            {
-                "type": "model",
-                "id": "claude-haiku-4-5",
-                "display_name": "Claude Haiku 4.5",
-                "created_at": "2025-01-01T00:00:00Z",
-            }
-        ],
-        "has_more": False,
-        "first_id": "claude-haiku-4-5",
-        "last_id": "claude-haiku-4-5",
+    # gateway.yaml's models first, then the rest of the catalogue the policy allows, newest first.
+    assert listing["data"][0] == {
+        "type": "model",
+        "id": "claude-haiku-4-5",
+        "display_name": "Haiku 4.5",
+        "created_at": "2025-01-01T00:00:00Z",
     }
+    assert [m["id"] for m in listing["data"]] == ["claude-haiku-4-5", "claude-haiku-5-5", "claude-3-5-haiku"]
+    assert (listing["has_more"], listing["first_id"], listing["last_id"]) == (
+        False,
+        "claude-haiku-4-5",
+        "claude-3-5-haiku",
+    )
     one = requests.get(gw.url + "/v1/models/claude-haiku-4-5", headers=headers, timeout=10)
-    assert one.status_code == 200 and one.json()["display_name"] == "Claude Haiku 4.5"
+    assert one.status_code == 200 and one.json()["display_name"] == "Haiku 4.5"
     hidden = requests.get(gw.url + "/v1/models/claude-opus-4-5", headers=headers, timeout=10)
     assert _error(hidden)[:2] == (404, "not_found_error")
     everyone = requests.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {gw.token(())}"}, timeout=10)
-    assert [m["id"] for m in everyone.json()["data"]] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert [m["id"] for m in everyone.json()["data"]] == [
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "claude-sonnet-5-5",
+        "claude-sonnet-5",
+        "claude-sonnet-4-6",
+        "claude-sonnet-4-0",
+        "claude-3-7-sonnet",
+        "claude-3-5-sonnet",
+        "claude-haiku-5-5",
+        "claude-3-5-haiku",
+    ]
 
 
 # --- Google credential (ADC through the metadata server stand-in) ---------------------------

@@ -69,11 +69,33 @@ def route(cfg: Config, model_id: str) -> Route:
 
 
 def _find_route(cfg: Config, model_id: str) -> tuple[Upstream, str] | None:
+    """The first upstream serving `model_id` and the id it is sent as.
+
+    `models[].upstream_model` wins; otherwise a Vertex upstream gets the
+    catalogue's Vertex id (`claude-sonnet-4-5@20250929` for any spelling the
+    client sends), an Anthropic upstream the client's id. A catalogue model
+    that Vertex does not serve falls through to the next upstream, or is a 400
+    that names the model and the fix.
+    """
     configured = models.find(cfg.models, model_id)
     canonical = models.canonical(model_id)
+    known = models.lookup(model_id)
+    not_on_vertex: Upstream | None = None
     for upstream in cfg.upstreams:
         if configured is not None and upstream.name in configured.upstream_model:
             return upstream, configured.upstream_model[upstream.name]
         if any(models.entry_matches(pattern, canonical) for pattern in upstream.models):
+            if upstream.provider == "vertex" and known is not None:
+                if known.vertex_id is None:
+                    not_on_vertex = not_on_vertex or upstream
+                    continue
+                return upstream, known.vertex_id
             return upstream, strip_suffix(model_id)
+    if not_on_vertex is not None and known is not None:
+        raise GatewayError(
+            400,
+            f"The model '{model_id}' ({known.display_name}) is not available on Vertex AI, which is this "
+            f"gateway's upstream '{not_on_vertex.name}'. Choose another model; or an operator adds an Anthropic "
+            "upstream that serves it, or maps it under models[].upstream_model in gateway.yaml.",
+        )
     return None
