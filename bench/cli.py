@@ -2,9 +2,11 @@
 
 Starts everything on loopback (embedded Postgres, the model stand-in, the
 collector and discovery stand-ins, our gateway under gunicorn and, when
-present, the peer gateway), runs the four scenarios against each target and
-writes bench/results/latest.json, docs/bench-latency.png and
-docs/performance.md, then prints the table.
+present, the peer gateway), captures the real Claude Code CLI's request
+(`bench.capture`), runs the scenarios against each target (the real-traffic
+headline, `bench.realtraffic`, and the tiny floor scenarios 1-4) and writes
+bench/results/latest.json, docs/bench-latency.png and docs/performance.md,
+then prints the table.
 """
 
 from __future__ import annotations

@@ -157,6 +157,7 @@ def spend_figures(spend: dict[str, Any], per_request_micros: int, cap: int) -> d
         f["served_micros"] = served_micros
         f["overshoot_requests"] = f["allowed"] - math.floor(headroom)
         ledger = f.get("ledger") if name == "gateway" else None
+        final: int | None
         if isinstance(ledger, dict) and "cost_micros" in ledger:
             final = int(ledger["cost_micros"])
             f["ledger_cost_exact"] = served_micros is not None and final == served_micros

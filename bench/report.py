@@ -242,7 +242,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "target": "spend: ledger exact (= the stand-in's own usage count)",
             "measured": _tokens(gw_spend.get("ledger")),
-            "limit": _tokens(_get(gw_spend, "standin_usage")),
+            # what the ledger is compared with: the burst and the probe after it
+            "limit": _tokens(gw_spend.get("standin_usage_with_probe") or gw_spend.get("standin_usage")),
             "unit": "",
             "met": gw_spend.get("ledger_exact"),
             "by": None,
@@ -352,6 +353,18 @@ def peer_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     gw, pr = spend.get("gateway") or {}, spend.get("peer") or {}
     shape = spend.get("shape", "tiny")
+    # not a peer ratio: the other half of "exact spend", no refusal while the budget still holds requests
+    allowed_row = judge(
+        f"spend ({shape}): allowed ≥ the requests the cap holds (no refusal below it)",
+        gw.get("allowed"),
+        spend.get("headroom_requests"),
+        "requests",
+        lower_is_better=False,
+    )
+    out.append(
+        allowed_row
+        | {"gateway": gw.get("allowed"), "peer": pr.get("allowed"), "ratio": None, "factor": None, "scenario": "spend"}
+    )
     ratio_row = judge(f"spend ({shape}): final spend ≤ 1.25 × the cap", gw.get("spend_vs_cap"), 1.25, "× cap")
     out.append(
         ratio_row

@@ -93,7 +93,7 @@ def config(
             "auth": {"anonymous": "true"},
             "models": ["claude-*"],
         }
-        models = [{"id": MODEL, "upstream_model": {"vertex": "claude-sonnet-4-5@20250929"}}]
+        models: list[dict[str, Any]] = [{"id": MODEL, "upstream_model": {"vertex": "claude-sonnet-4-5@20250929"}}]
         models += [{"id": m, "upstream_model": {"vertex": m}} for m in extra]
     else:
         upstream = {

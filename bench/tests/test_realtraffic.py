@@ -243,3 +243,12 @@ def test_capture_reuses_its_cache_per_version(tmp_path: Path) -> None:
     shape = capture.shape(got)
     assert shape["tools"] == 12 and shape["max_tokens"] == 64000 and shape["thinking"] == "adaptive"
     assert shape["bytes"] == len(json.dumps(got.body, separators=(",", ":")).encode())
+
+
+def test_a_gateway_that_refuses_below_the_cap_misses_the_allowed_row() -> None:
+    results = results_with_real()
+    results["scenarios"]["spend"] = realtraffic.spend_figures(_spend(1, 2, 2 * 22_353), 22_353, 21)
+    verdicts = {t["target"]: t for t in report.peer_targets(results)}
+    allowed = verdicts["spend (real): allowed ≥ the requests the cap holds (no refusal below it)"]
+    assert allowed["met"] is False and allowed["gateway"] == 1 and allowed["peer"] == 50 and allowed["limit"] == 9
+    assert verdicts["spend (real): final spend ≤ 1.25 × the cap"]["met"] is True  # under the cap, but by refusing
