@@ -381,17 +381,28 @@ def real_traffic(
         scenarios.load(t, requests=realtraffic.WARMUP, concurrency=8, payload=payload, headers=headers, query=query)
     out: dict[str, Any] = {}
     for concurrency, requests in realtraffic.REQUESTS.items():
+        rounds = realtraffic.ROUNDS.get(concurrency, 1)
+        runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+        for _ in range(rounds):  # the targets alternate, so they share the machine's busy moments
+            for t in targets:
+                profile = None
+                if args.profile and concurrency == 32 and t.name == "gateway" and t.child:
+                    profile = report.start_profile(t.child, RESULTS, f"real_c{concurrency}")
+                raw = scenarios.load(
+                    t,
+                    requests=requests // rounds,
+                    concurrency=concurrency,
+                    payload=payload,
+                    headers=headers,
+                    query=query,
+                )
+                if profile is not None:  # the last round's profile is kept
+                    results.setdefault("profile", {})[f"real_c{concurrency}"] = report.stop_profile(profile)
+                runs[t.name].append(raw)
         figures: dict[str, Any] = {}
         expected: int | None = None
         for t in targets:
-            profile = None
-            if args.profile and concurrency == 32 and t.name == "gateway" and t.child:
-                profile = report.start_profile(t.child, RESULTS, f"real_c{concurrency}")
-            raw = scenarios.load(
-                t, requests=requests, concurrency=concurrency, payload=payload, headers=headers, query=query
-            )
-            if profile is not None:
-                results.setdefault("profile", {})[f"real_c{concurrency}"] = report.stop_profile(profile)
+            raw = realtraffic.merge_raw(runs[t.name])
             if t.name == "direct":
                 expected = scenarios.expected_event_count(raw)
             figures[t.name] = realtraffic.figures(raw, expected)

@@ -252,3 +252,30 @@ def test_a_gateway_that_refuses_below_the_cap_misses_the_allowed_row() -> None:
     allowed = verdicts["spend (real): allowed ≥ the requests the cap holds (no refusal below it)"]
     assert allowed["met"] is False and allowed["gateway"] == 1 and allowed["peer"] == 50 and allowed["limit"] == 9
     assert verdicts["spend (real): final spend ≤ 1.25 × the cap"]["met"] is True  # under the cap, but by refusing
+
+
+def test_rounds_merge_into_one_run() -> None:
+    def raw(wall: float, cpu: float | None, status: str = "200") -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "wall_s": wall,
+            "count": 2,
+            "ok": 2 if status == "200" else 0,
+            "complete": 2,
+            "statuses": {status: 2},
+            "errors": [],
+            "total_ms": [10.0, 11.0],
+            "ttfb_ms": [1.0, 2.0],
+            "events": [45, 45],
+            "gaps_ms": [5.0],
+            "held": [(0.0, 0.5), (0.5, 1.0)],
+        }
+        if cpu is not None:
+            out["cpu_s"] = cpu
+        return out
+
+    merged = realtraffic.merge_raw([raw(1.0, 0.25), raw(2.0, 0.5, "429")])
+    assert merged["count"] == 4 and merged["ok"] == 2 and merged["statuses"] == {"200": 2, "429": 2}
+    assert merged["wall_s"] == 3.0 and merged["cpu_s"] == 0.75 and len(merged["total_ms"]) == 4
+    assert merged["held"][2:] == [(1.0, 1.5), (1.5, 2.0)]  # the second round starts after the first
+    assert "cpu_s" not in realtraffic.merge_raw([raw(1.0, 0.1), raw(1.0, None)])  # direct: no CPU figure
+    assert realtraffic.figures(merged, 45)["rps"] == pytest.approx(2 / 3)
