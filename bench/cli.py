@@ -2,9 +2,11 @@
 
 Starts everything on loopback (embedded Postgres, the model stand-in, the
 collector and discovery stand-ins, our gateway under gunicorn and, when
-present, the peer gateway), runs the four scenarios against each target and
-writes bench/results/latest.json, docs/bench-latency.png and
-docs/performance.md, then prints the table.
+present, the peer gateway), captures the real Claude Code CLI's request
+(`bench.capture`), runs the scenarios against each target (the real-traffic
+headline, `bench.realtraffic`, and the tiny floor scenarios 1-4) and writes
+bench/results/latest.json, docs/bench-latency.png and docs/performance.md,
+then prints the table.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import peer, procs, report, scenarios, spend, standin, stats, target
+from bench import capture, peer, procs, realtraffic, report, scenarios, spend, standin, stats, target
 from bench.scenarios import Target
 
 RESULTS = procs.ROOT / "bench" / "results"
@@ -84,6 +86,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="py-spy record the gateway worker in scenario 1 (c=32) and 2"
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
+    parser.add_argument(
+        "--capture-version",
+        default=realtraffic.VERSION,
+        help="the Claude Code CLI whose /v1/messages request the real-traffic scenario replays"
+        " (fetched into .cache/claude-code/<version>/ and captured at bench time)",
+    )
+    parser.add_argument(
+        "--no-real", action="store_true", help="skip the real-traffic scenario (scenario 4 then uses the tiny shape)"
+    )
     return parser.parse_args(argv)
 
 
@@ -149,6 +160,17 @@ def execute(
         run.on_exit(sidecars.stop)
         procs.wait_line(sidecars, "ready")
 
+    real: capture.CapturedRequest | None = None
+    if not args.no_real:
+        with stage(f"capturing the real CLI's /v1/messages request (Claude Code {args.capture_version})"):
+            try:
+                real = capture.capture(args.capture_version, peer.CACHE)
+                results["meta"]["real_request"] = capture.shape(real) | {"cli_version": args.capture_version}
+                progress(f"  {report.brief_shape(results['meta']['real_request'])}")
+            except Exception as exc:  # the run goes on with the tiny shapes; the table says why
+                results["meta"]["capture_error"] = str(exc)[-2000:]
+                progress(f"could not capture the real request: {str(exc)[:300]}")
+
     with stage(f"preparing our gateway (THREADS={threads}, {USERS} users with caps, telemetry on)"):
         port = procs.free_port()
         config_path = target.write_config(
@@ -158,11 +180,22 @@ def execute(
             upstream_url=upstream_url,
             collector_url=f"http://127.0.0.1:{collector_port}",
             upstream_kind=args.upstream,
+            extra_models=(str(real.body.get("model")),) if real else (target.REAL_MODEL,),
         )
         users = target.users(USERS)
-        prepared = spend.prepare_gateway(
-            config_path, users, SPENDER, spender_cap_cents=HEADROOM_REQUESTS * CENTS_PER_PRICED_REQUEST
-        )
+        real_cost: dict[str, Any] | None = None
+        spender_cap_cents = HEADROOM_REQUESTS * CENTS_PER_PRICED_REQUEST
+        if real is not None:
+            tokens_of_one = realtraffic.usage(realtraffic.prompt_tokens(real))
+            per_request = realtraffic.cost_micros(
+                realtraffic.price_book(config_path), str(real.body.get("model")), tokens_of_one
+            )
+            spender_cap_cents = realtraffic.cap_cents(per_request)
+            real_cost = {"per_request_micros": per_request, "cap_cents": spender_cap_cents, "usage": tokens_of_one}
+            results["meta"]["real_request"]["standin_usage"] = tokens_of_one
+            results["meta"]["real_request"]["cost_micros_at_list"] = per_request
+            results["meta"]["real_request"]["pacing"] = {"deltas": realtraffic.DELTAS, "gap_ms": realtraffic.GAP_MS}
+        prepared = spend.prepare_gateway(config_path, users, SPENDER, spender_cap_cents=spender_cap_cents)
         results["meta"]["spend_enforcement"] = prepared["enforcement"]
         tokens = prepared["tokens"]
 
@@ -189,7 +222,7 @@ def execute(
     if binary is not None:
         with stage(f"starting the peer ({binary})"):
             try:
-                peer_target, peer_info = start_peer(run, pg, binary, upstream_url, oidc_port, users)
+                peer_target, peer_info = start_peer(run, pg, binary, upstream_url, oidc_port, users, spender_cap_cents)
                 targets.append(peer_target)
                 cold["peer"]["first_200_s"] = [peer_info.pop("first_200_s")]
             except Exception as exc:  # the table says why the peer column is empty
@@ -256,6 +289,15 @@ def execute(
         sc["stream_c64"] = figures
         cold["rss_after_stream_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
 
+    if real is not None:
+        counts = ", ".join(f"c={c}: {n}" for c, n in realtraffic.REQUESTS.items())
+        with stage(
+            f"real traffic: the CLI's request streamed, {realtraffic.DELTAS} deltas {realtraffic.GAP_MS:g} ms apart"
+            f" ({counts} requests per target)"
+        ):
+            sc["real"] = real_traffic(args, results, targets, real)
+            cold["rss_after_real_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
+
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
         for _ in range(2 if gateway_up else 0):
             extra_port = procs.free_port()
@@ -289,29 +331,95 @@ def execute(
             f"  gateway first 200: {[round(v, 2) for v in cold['gateway'].get('first_200_s', [])]} s; imports {report.brief_imports(cold['import_ms'])}"
         )
 
-    with stage(
-        f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
-    ):
-        sc["spend"] = spend.scenario(
-            targets,
-            upstream_url,
-            prepared,
-            peer_info,
-            # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
-            payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
-            concurrency=SPEND_CONCURRENCY,
-            cents_per_request=CENTS_PER_PRICED_REQUEST,
-            headroom_requests=HEADROOM_REQUESTS,
-        )
-        progress(f"  {report.brief_spend(sc['spend'])}")
+    if real is not None and real_cost is not None:
+        with stage(
+            f"scenario 4: spend under concurrency, the real request ({SPEND_CONCURRENCY} at once,"
+            f" ~{realtraffic.SPEND_HEADROOM} requests of headroom)"
+        ):
+            burst = spend.scenario(
+                targets,
+                upstream_url,
+                prepared,
+                peer_info,
+                payload=realtraffic.payload(real),
+                concurrency=SPEND_CONCURRENCY,
+                cents_per_request=round(real_cost["per_request_micros"] / 10_000),  # replaced just below
+                headroom_requests=realtraffic.SPEND_HEADROOM,
+                headers=realtraffic.headers(real),
+                query=realtraffic.query(real),
+            )
+            sc["spend"] = realtraffic.spend_figures(burst, real_cost["per_request_micros"], real_cost["cap_cents"])
+            progress(f"  {report.brief_spend(sc['spend'])}")
+    else:
+        with stage(
+            f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
+        ):
+            sc["spend"] = spend.scenario(
+                targets,
+                upstream_url,
+                prepared,
+                peer_info,
+                # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
+                payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
+                concurrency=SPEND_CONCURRENCY,
+                cents_per_request=CENTS_PER_PRICED_REQUEST,
+                headroom_requests=HEADROOM_REQUESTS,
+            )
+            progress(f"  {report.brief_spend(sc['spend'])}")
 
     results["meta"]["collector"] = report.collector_stats(collector_port)
     results["meta"]["standin"] = standin.stats(upstream_url)
     return results
 
 
+def real_traffic(
+    args: argparse.Namespace, results: dict[str, Any], targets: list[Target], real: capture.CapturedRequest
+) -> dict[str, Any]:
+    """The headline: the captured request, streamed, at c=1, c=32 and 64 streams, per target."""
+    payload, headers, query = realtraffic.payload(real), realtraffic.headers(real), realtraffic.query(real)
+    for t in targets:  # connections open, the path warm, for every target alike
+        scenarios.load(t, requests=realtraffic.WARMUP, concurrency=8, payload=payload, headers=headers, query=query)
+    out: dict[str, Any] = {}
+    for concurrency, requests in realtraffic.REQUESTS.items():
+        rounds = realtraffic.ROUNDS.get(concurrency, 1)
+        runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+        for _ in range(rounds):  # the targets alternate, so they share the machine's busy moments
+            for t in targets:
+                profile = None
+                if args.profile and concurrency == 32 and t.name == "gateway" and t.child:
+                    profile = report.start_profile(t.child, RESULTS, f"real_c{concurrency}")
+                raw = scenarios.load(
+                    t,
+                    requests=requests // rounds,
+                    concurrency=concurrency,
+                    payload=payload,
+                    headers=headers,
+                    query=query,
+                )
+                if profile is not None:  # the last round's profile is kept
+                    results.setdefault("profile", {})[f"real_c{concurrency}"] = report.stop_profile(profile)
+                runs[t.name].append(raw)
+        figures: dict[str, Any] = {}
+        expected: int | None = None
+        for t in targets:
+            raw = realtraffic.merge_raw(runs[t.name])
+            if t.name == "direct":
+                expected = scenarios.expected_event_count(raw)
+            figures[t.name] = realtraffic.figures(raw, expected)
+            progress(f"  c={concurrency} {t.name}: {report.brief_real(figures[t.name])}")
+        figures["added"] = realtraffic.added(figures)
+        out[f"c{concurrency}"] = figures
+    return out
+
+
 def start_peer(
-    run: Run, pg: Any, binary: Path, upstream_url: str, oidc_port: int, users: list[dict[str, Any]]
+    run: Run,
+    pg: Any,
+    binary: Path,
+    upstream_url: str,
+    oidc_port: int,
+    users: list[dict[str, Any]],
+    spender_cap_cents: int,
 ) -> tuple[Target, dict[str, Any]]:
     peer_db = pg.create_database("peer")
     peer_port = procs.free_port()
@@ -332,7 +440,7 @@ def start_peer(
         scenarios.body(stream=False, standin=TINY),
         {"authorization": f"Bearer {tokens[0]}", "anthropic-version": "2023-06-01"},
     )
-    caps = spend.prepare_peer(base, users, SPENDER, spender_cap_cents=HEADROOM_REQUESTS * CENTS_PER_PRICED_REQUEST)
+    caps = spend.prepare_peer(base, users, SPENDER, spender_cap_cents=spender_cap_cents)
     info = {
         "present": True,
         "binary": str(binary),

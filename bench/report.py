@@ -1,7 +1,11 @@
 """The benchmark's output: latest.json, the Markdown table, the chart and docs/performance.md.
 
 `targets(results)` judges each target of issue 8 (met / missed by how much)
-from the figures alone, so the table, the JSON and the docs say the same.
+and `peer_targets(results)` each "Done when" of issue 13 (our figure against
+the peer's in the same run, as a ratio), from the figures alone, so the
+table, the JSON and the docs say the same. The real-traffic scenario (the
+request the real CLI sends, `bench.realtraffic`) is the headline; the tiny
+scenarios 1 and 2 are the floor figures.
 """
 
 from __future__ import annotations
@@ -104,6 +108,26 @@ def brief_stream(f: dict[str, Any]) -> str:
     )
 
 
+def brief_real(f: dict[str, Any]) -> str:
+    cpu = f.get("cpu_ms_per_request")
+    return (
+        f"total p50 {_f(f['latency_ms']['p50'])} p99 {_f(f['latency_ms']['p99'])} ms, "
+        f"TTFB p50 {_f(f['ttfb_ms']['p50'])} p99 {_f(f['ttfb_ms']['p99'])} ms, gap p99 {_f(f['gap_ms']['p99'])} ms, "
+        f"{_f(f['rps'], 1)} req/s"
+        + (f", {_f(cpu)} CPU-ms/req" if cpu is not None else "")
+        + f", all delivered: {f['all_events_delivered']}"
+        + (f", statuses {f['statuses']}" if set(f["statuses"]) != {"200"} else "")
+    )
+
+
+def brief_shape(shape: dict[str, Any]) -> str:
+    return (
+        f"{shape.get('bytes')} bytes, {shape.get('tools')} tools, model {shape.get('model')}, "
+        f"max_tokens {shape.get('max_tokens')}, stream {shape.get('stream')}, thinking {shape.get('thinking')}, "
+        f"betas {','.join(shape.get('betas') or []) or 'none'}"
+    )
+
+
 def brief_imports(imports: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_f(v.get('median_ms'), 0)} ms" for k, v in imports.items())
 
@@ -116,7 +140,9 @@ def brief_spend(s: dict[str, Any]) -> str:
             parts.append(
                 f"{name}: {f['allowed']} allowed of {s['concurrency']} (headroom {s['headroom_requests']}),"
                 f" overshoot {f['overshoot_requests']} requests"
+                + (f", final spend {_f(f['spend_vs_cap'])} x the cap" if f.get("spend_vs_cap") is not None else "")
                 + (f", ledger exact: {f['ledger_exact']}" if "ledger_exact" in f else "")
+                + (f", ledger cost = usage at list: {f['ledger_cost_exact']}" if "ledger_cost_exact" in f else "")
             )
     return "; ".join(parts) or "no gateway ran"
 
@@ -216,7 +242,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "target": "spend: ledger exact (= the stand-in's own usage count)",
             "measured": _tokens(gw_spend.get("ledger")),
-            "limit": _tokens(_get(gw_spend, "standin_usage")),
+            # what the ledger is compared with: the burst and the probe after it
+            "limit": _tokens(gw_spend.get("standin_usage_with_probe") or gw_spend.get("standin_usage")),
             "unit": "",
             "met": gw_spend.get("ledger_exact"),
             "by": None,
@@ -232,6 +259,144 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     return out
+
+
+def versus_peer(
+    name: str,
+    ours: float | None,
+    theirs: float | None,
+    unit: str,
+    *,
+    factor: float = 1.0,
+    lower_is_better: bool = True,
+    scenario: str = "real",
+) -> dict[str, Any]:
+    """One "Done when" of issue 13: ours against `factor` x the peer's figure of the same run.
+
+    `ratio` is ours / the peer's (shown only when both are positive: an added latency can be
+    negative, where a ratio says nothing); `limit` is factor x the peer's; `by` how far ours
+    is on the wrong side of it (negative: met with that margin)."""
+    judged = judge(
+        name,
+        ours,
+        theirs * factor if theirs is not None and not math.isnan(theirs) else None,
+        unit,
+        lower_is_better=lower_is_better,
+    )
+    ratio = None
+    if ours is not None and theirs is not None and ours > 0 and theirs > 0:
+        ratio = stats.rounded(ours / theirs)
+    return judged | {
+        "gateway": stats.rounded(ours) if ours is not None else None,
+        "peer": stats.rounded(theirs) if theirs is not None else None,
+        "ratio": ratio,
+        "factor": factor,
+        "scenario": scenario,
+    }
+
+
+def peer_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13's "Done when", each against the peer in the same run (real traffic is the headline)."""
+    sc = results.get("scenarios", {})
+    real = sc.get("real", {})
+    c1, c32, c64 = real.get("c1", {}), real.get("c32", {}), real.get("c64", {})
+    tiny = sc.get("nonstream_c32", {})
+    cold, spend = sc.get("cold_start", {}), sc.get("spend", {})
+    rss = cold.get("rss_after_real_mb") or cold.get("rss_after_stream_mb") or {}
+
+    def both(figures: dict[str, Any], *keys: str) -> tuple[float | None, float | None]:
+        return _get(figures, "gateway", *keys), _get(figures, "peer", *keys)
+
+    out = [
+        versus_peer("CPU-ms per request, real traffic c=32 ≤ peer's", *both(c32, "cpu_ms_per_request"), "ms"),
+        versus_peer(
+            "CPU-ms per request, tiny c=32 ≤ 1.25 × peer's",
+            *both(tiny, "cpu_ms_per_request"),
+            "ms",
+            factor=1.25,
+            scenario="tiny",
+        ),
+        versus_peer("throughput, real c=32 ≥ peer's", *both(c32, "rps"), "req/s", lower_is_better=False),
+        versus_peer(
+            "added latency, real c=1 p50 ≤ peer's",
+            _get(c1, "added", "gateway", "latency_p50"),
+            _get(c1, "added", "peer", "latency_p50"),
+            "ms",
+        ),
+        versus_peer("latency p99, real c=32 ≤ peer's", *both(c32, "latency_ms", "p99"), "ms"),
+        versus_peer(
+            "64 streams: TTFB added p50 ≤ peer's",
+            _get(c64, "added", "gateway", "ttfb_p50"),
+            _get(c64, "added", "peer", "ttfb_p50"),
+            "ms",
+        ),
+        versus_peer(
+            "64 streams: inter-event gap added p99 ≤ peer's",
+            _get(c64, "added", "gateway", "gap_p99"),
+            _get(c64, "added", "peer", "gap_p99"),
+            "ms",
+        ),
+        versus_peer(
+            "RSS after real traffic ≤ 0.6 × peer's" if "rss_after_real_mb" in cold else "RSS ≤ 0.6 × peer's",
+            rss.get("gateway"),
+            rss.get("peer"),
+            "MB",
+            factor=0.6,
+        ),
+        versus_peer(
+            "cold start to first 200 ≤ peer's",
+            _get(cold, "gateway", "first_200_s_median"),
+            _get(cold, "peer", "first_200_s_median"),
+            "s",
+            scenario="cold",
+        ),
+    ]
+    gw, pr = spend.get("gateway") or {}, spend.get("peer") or {}
+    shape = spend.get("shape", "tiny")
+    # not a peer ratio: the other half of "exact spend", no refusal while the budget still holds requests
+    allowed_row = judge(
+        f"spend ({shape}): allowed ≥ the requests the cap holds (no refusal below it)",
+        gw.get("allowed"),
+        spend.get("headroom_requests"),
+        "requests",
+        lower_is_better=False,
+    )
+    out.append(
+        allowed_row
+        | {"gateway": gw.get("allowed"), "peer": pr.get("allowed"), "ratio": None, "factor": None, "scenario": "spend"}
+    )
+    ratio_row = judge(f"spend ({shape}): final spend ≤ 1.25 × the cap", gw.get("spend_vs_cap"), 1.25, "× cap")
+    out.append(
+        ratio_row
+        | {
+            "gateway": stats.rounded(gw["spend_vs_cap"]) if gw.get("spend_vs_cap") is not None else None,
+            "peer": stats.rounded(pr["spend_vs_cap"]) if pr.get("spend_vs_cap") is not None else None,
+            "ratio": None,
+            "factor": None,
+            "scenario": "spend",
+        }
+    )
+    exact = gw.get("ledger_cost_exact", gw.get("ledger_exact"))
+    out.append(
+        {
+            "target": f"spend ({shape}): ledger = the upstream's usage priced at list",
+            "measured": _micros(_get(gw, "ledger", "cost_micros")),
+            "limit": _micros(gw.get("served_micros")),
+            "unit": "",
+            "met": exact,
+            "by": None,
+            "gateway": _micros(_get(gw, "ledger", "cost_micros")),
+            "peer": None,
+            "ratio": None,
+            "factor": None,
+            "scenario": "spend",
+        }
+    )
+    return out
+
+
+def _micros(value: Any) -> str | None:
+    return f"{int(value)} µ$" if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 # --- JSON, Markdown, chart, docs ------------------------------------------------------------------
@@ -251,6 +416,7 @@ def clean(value: Any) -> Any:
 def finish(results: dict[str, Any], json_path: Path, docs_dir: Path | None) -> None:
     results["meta"]["peer"] = {k: v for k, v in results["meta"].get("peer", {}).items() if k != "spender_token"}
     results["targets"] = targets(results)
+    results["peer_targets"] = peer_targets(results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(clean(results), indent=2) + "\n")
     if docs_dir is not None:
@@ -264,6 +430,57 @@ def _cell(figures: dict[str, Any] | None, *keys: str, digits: int = 2) -> str:
     if figures is None:
         return "—"
     return _f(_get(figures, *keys), digits)
+
+
+def real_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The headline table: the real CLI's request, streamed, at each concurrency."""
+    real = _get(results, "scenarios", "real") or {}
+    rows: list[list[str]] = []
+    for key in sorted(real, key=lambda k: int(k.lstrip("c"))):
+        s = real[key]
+        label = f"real c={key.lstrip('c')}"
+        added = s.get("added") or {}
+        for what, figure, pct, add_key in (
+            ("latency", "latency_ms", "p50", "latency_p50"),
+            ("latency", "latency_ms", "p99", "latency_p99"),
+            ("TTFB", "ttfb_ms", "p50", "ttfb_p50"),
+            ("TTFB", "ttfb_ms", "p99", "ttfb_p99"),
+            ("inter-event gap", "gap_ms", "p99", "gap_p99"),
+        ):
+            rows.append(
+                [f"{label} {what} {pct} (ms)"]
+                + [_cell(s.get(c), figure, pct) for c in COLUMNS]
+                + [_cell(added, "gateway", add_key), _cell(added, "peer", add_key)]
+            )
+        rows.append([f"{label} req/s"] + [_cell(s.get(c), "rps", digits=1) for c in COLUMNS] + ["", ""])
+        rows.append(
+            [f"{label} CPU-ms per request"] + [_cell(s.get(c), "cpu_ms_per_request") for c in COLUMNS] + ["", ""]
+        )
+        rows.append(
+            [f"{label} all events delivered"]
+            + [
+                (
+                    f"{'yes' if s[c]['all_events_delivered'] else 'NO'} ({s[c]['ok']}/{s[c]['streams']})"
+                    if c in s
+                    else "—"
+                )
+                for c in COLUMNS
+            ]
+            + ["", ""]
+        )
+    cold = _get(results, "scenarios", "cold_start") or {}
+    if "rss_after_real_mb" in cold:
+        rows.append(
+            [
+                "RSS after real traffic (MB)",
+                "—",
+                _cell(cold, "rss_after_real_mb", "gateway", digits=1),
+                _cell(cold, "rss_after_real_mb", "peer", digits=1),
+                "",
+                "",
+            ]
+        )
+    return rows
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -352,17 +569,65 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             + ["", ""]
         )
         rows.append(["spend: ledger = stand-in usage", "—", _f(_get(spend, "gateway", "ledger_exact")), "—", "", ""])
+        if "cap_micros" in spend:
+            rows.append(
+                [f"spend: final spend / cap ({_f(spend['cap_cents'] / 100)} $ cap)", "—"]
+                + [_cell(spend.get(c), "spend_vs_cap") for c in ("gateway", "peer")]
+                + ["", ""]
+            )
+            rows.append(
+                [
+                    "spend: ledger cost = served usage at list",
+                    "—",
+                    _f(_get(spend, "gateway", "ledger_cost_exact")),
+                    "—",
+                    "",
+                    "",
+                ]
+            )
     return rows
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |\n"
 
 
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     head = "| figure | direct | gateway | peer | gateway adds | peer adds |\n|---|---:|---:|---:|---:|---:|\n"
-    body = "".join("| " + " | ".join(row) + " |\n" for row in table_rows(results))
+    body = "".join(_row(row) for row in table_rows(results))
     lines = [
         f"Machine: {meta.get('nproc')} cores ({meta.get('cpu_model')}), {meta.get('memory_gb')} GB; "
         f"THREADS={meta.get('threads')} ({meta.get('threads_source')}); upstream {meta.get('upstream')}; "
         f"spend enforcement: {meta.get('spend_enforcement')}; peer: {_peer_line(meta.get('peer', {}))}",
+        "",
+    ]
+    shape = meta.get("real_request")
+    real = real_rows(results)
+    if shape and real:
+        lines += [
+            f"Real traffic (the headline): the request of Claude Code {shape.get('cli_version')}, captured at bench "
+            f"time: {brief_shape(shape)}; stand-in usage {shape.get('standin_usage')} "
+            f"({_micros(shape.get('cost_micros_at_list'))} a request at list).",
+            "",
+            head + "".join(_row(row) for row in real),
+        ]
+    elif meta.get("capture_error"):
+        lines += [f"Real traffic: not run ({meta['capture_error'].splitlines()[-1][:200]}).", ""]
+    lines += [
+        "Issue 13, done when (ours against the peer in this run):",
+        "",
+        "| target | gateway | peer | ratio | limit | met | by |\n|---|---:|---:|---:|---:|:-:|---:|",
+    ]
+    for t in results.get("peer_targets", []):
+        met = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        lines.append(
+            f"| {t['target']} | {_f(t.get('gateway'))} | {_f(t.get('peer'))} | {_f(t.get('ratio'))} "
+            f"| {_f(t['limit'])} | {met} | {_f(t['by'])} |"
+        )
+    lines += [
+        "",
+        "Floor figures (tiny requests) and spend:",
         "",
         head + body,
         "| target | measured | limit | met | by |\n|---|---:|---:|:-:|---:|",
@@ -477,9 +742,29 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
   byte and not yet their last at one instant. A stream queued behind busy threads has no first byte yet.
 - Scenario 3: spawn to first 200 on `/v1/messages` (fresh processes), import time of each function's `main.py`
   in a fresh interpreter, resident memory of the process tree (gunicorn master + worker).
+- Real traffic (the headline): the `/v1/messages` request the pinned Claude Code CLI sends (`claude -p` in gateway
+  mode, pointed at a loopback recorder at bench time, `bench/capture.py`; its text is never committed), replayed
+  with its own headers, streamed, at c=1, c=32 and 64 streams. The stand-in answers with usage typical of Claude
+  Code after the first turn (a few fresh input tokens, the prompt read from the cache, a few hundred tokens written
+  to it and a few hundred output tokens) and {_pacing(_get(results, "meta", "real_request", "pacing") or {})}.
+  Throughput and CPU-ms per request as in scenario 1; "adds" against the direct run.
 - Scenario 4: one user whose cap leaves {_get(results, "scenarios", "spend", "headroom_requests")} requests of headroom sends
-  {_get(results, "scenarios", "spend", "concurrency")} requests at once; the ledger's token totals are compared with the stand-in's own count.
+  {_get(results, "scenarios", "spend", "concurrency")} requests at once ({_spend_shape_line(_get(results, "scenarios", "spend") or {})}); the ledger's token totals are
+  compared with the stand-in's own count and its cost with the stand-in's usage priced at list by `common.spend.pricing`.
 """
+
+
+def _pacing(pacing: dict[str, Any]) -> str:
+    return f"{pacing.get('deltas')} text deltas {_f(pacing.get('gap_ms'), 0)} ms apart" if pacing else "paced deltas"
+
+
+def _spend_shape_line(spend: dict[str, Any]) -> str:
+    if spend.get("shape") != "real":
+        return "a non-streaming priced request"
+    return (
+        f"the real CLI's request, streamed, {_micros(spend.get('per_request_micros'))} a request at list,"
+        f" a cap of {spend.get('cap_cents')} cents = {_f(spend.get('headroom_requests_exact'))} requests"
+    )
 
 
 # --- profiling (py-spy) -------------------------------------------------------------------------------

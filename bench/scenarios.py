@@ -52,17 +52,25 @@ def body(*, stream: bool, standin: dict[str, Any], max_tokens: int = 16, prompt_
 
 
 def load(
-    target: Target, *, requests: int, concurrency: int, payload: dict[str, Any], tokens: list[str] | None = None
+    target: Target,
+    *,
+    requests: int,
+    concurrency: int,
+    payload: dict[str, Any],
+    tokens: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    query: str = "",
 ) -> dict[str, Any]:
-    """One load-generator run against `target`, with the target's CPU time over it."""
+    """One load-generator run against `target`, with the target's CPU time over it.
+    `headers` are sent besides the target's own; `query` is appended to the URL (`beta=true`)."""
     spec = {
-        "url": target.messages_url,
+        "url": target.messages_url + (f"?{query}" if query else ""),
         "requests": requests,
         "concurrency": concurrency,
         "body": payload,
         "tokens": tokens if tokens is not None else target.tokens,
         "auth": target.auth,
-        "headers": target.headers,
+        "headers": {**(headers or {}), **target.headers},
         "timeout_s": 120.0,
     }
     cpu_before = target.child.cpu_seconds() if target.child else None

@@ -142,8 +142,11 @@ def scenario(
     concurrency: int,
     cents_per_request: int,
     headroom_requests: int,
+    headers: dict[str, str] | None = None,
+    query: str = "",
 ) -> dict[str, Any]:
-    """50 requests at once from one user with `headroom_requests` of budget left."""
+    """50 requests at once from one user with `headroom_requests` of budget left
+    (`headers`, `query`: sent with each request, as `scenarios.load` takes them)."""
     out: dict[str, Any] = {
         "concurrency": concurrency,
         "headroom_requests": headroom_requests,
@@ -157,12 +160,22 @@ def scenario(
         if not token:
             continue
         before = standin.stats(upstream_url)
-        raw = scenarios.load(t, requests=concurrency, concurrency=concurrency, payload=payload, tokens=[token])
+        raw = scenarios.load(
+            t,
+            requests=concurrency,
+            concurrency=concurrency,
+            payload=payload,
+            tokens=[token],
+            headers=headers,
+            query=query,
+        )
         after = standin.stats(upstream_url)
         allowed = raw["statuses"].get("200", 0)
         # is the cap enforced at all once the burst has settled? (tells "no cap" from "cap overshot")
         time.sleep(1.0)
-        probe = scenarios.load(t, requests=1, concurrency=1, payload=payload, tokens=[token])
+        probe = scenarios.load(
+            t, requests=1, concurrency=1, payload=payload, tokens=[token], headers=headers, query=query
+        )
         after_probe = standin.stats(upstream_url)
         figures: dict[str, Any] = {
             "statuses": raw["statuses"],
@@ -172,6 +185,7 @@ def scenario(
             "overshoot_cents": allowed * cents_per_request - headroom_requests * cents_per_request,
             "standin_usage": usage_delta(before, after),
             "status_after_burst": next(iter(probe["statuses"]), None),
+            "standin_usage_with_probe": usage_delta(before, after_probe),
         }
         if t.name == "gateway":
             try:

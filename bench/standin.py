@@ -30,10 +30,24 @@ def stats(base_url: str) -> dict[str, Any]:
 
 
 def knobs(
-    *, deltas: int, gap_ms: float = 0, ttft_ms: float = 0, input_tokens: int, output_tokens: int
+    *,
+    deltas: int,
+    gap_ms: float = 0,
+    ttft_ms: float = 0,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_input_tokens: int = 0,
+    cache_creation_5m_input_tokens: int = 0,
+    cache_creation_1h_input_tokens: int = 0,
 ) -> dict[str, Any]:
     """Body fields asking the stand-in for one behaviour: its `_standin` object, which a
-    gateway passes upstream like any unknown field (so the direct and proxied runs match)."""
+    gateway passes upstream like any unknown field (so the direct and proxied runs match).
+    Cache token counts appear only when set, so the tiny scenarios' bodies stay as they were."""
+    cache = {
+        "cache_read_input_tokens": cache_read_input_tokens,
+        "cache_creation_5m_input_tokens": cache_creation_5m_input_tokens,
+        "cache_creation_1h_input_tokens": cache_creation_1h_input_tokens,
+    }
     return {
         "_standin": {
             "deltas": deltas,
@@ -42,4 +56,5 @@ def knobs(
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
         }
+        | {k: v for k, v in cache.items() if v}
     }

@@ -25,6 +25,15 @@ from bench import procs
 JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopq"  # noqa: S105 (a throwaway loopback key)
 ADMIN_KEY = "bench-admin-write-key-0123456789abcdef01"
 MODEL = "claude-sonnet-4-5"
+# The model the real CLI (2.1.333) sends by default in gateway mode, listed and priced
+# explicitly so the real-traffic scenario routes and prices it whether or not the
+# gateway's own model catalogue knows it yet. List price of its tier in the catalogue
+# that CLI ships (tier_5_25, USD per million tokens): equal to the catalogue's, so the
+# override changes nothing once the catalogue has it.
+REAL_MODEL = "claude-opus-4-7"
+LIST_PRICES: dict[str, dict[str, float]] = {
+    REAL_MODEL: {"input": 5, "output": 25, "cache_write": 6.25, "cache_write_1h": 10, "cache_read": 0.5},
+}
 DEFAULT_THREADS = 80  # Cloud Run concurrency 80 for `messages` -> THREADS 80 (see production_threads)
 
 
@@ -63,8 +72,17 @@ def users(count: int) -> list[dict[str, Any]]:
 
 
 def config(
-    *, port: int, database_url: str, upstream_url: str, collector_url: str, upstream_kind: str = "anthropic"
+    *,
+    port: int,
+    database_url: str,
+    upstream_url: str,
+    collector_url: str,
+    upstream_kind: str = "anthropic",
+    extra_models: tuple[str, ...] = (REAL_MODEL,),
 ) -> dict[str, Any]:
+    """gateway.yaml for the bench: `MODEL` plus `extra_models` (the captured request's
+    model), each routed to the stand-in; those in LIST_PRICES priced explicitly."""
+    extra = [m for m in dict.fromkeys(extra_models) if m != MODEL]
     if upstream_kind == "vertex":
         upstream: dict[str, Any] = {
             "name": "vertex",
@@ -75,7 +93,8 @@ def config(
             "auth": {"anonymous": "true"},
             "models": ["claude-*"],
         }
-        models = [{"id": MODEL, "upstream_model": {"vertex": "claude-sonnet-4-5@20250929"}}]
+        models: list[dict[str, Any]] = [{"id": MODEL, "upstream_model": {"vertex": "claude-sonnet-4-5@20250929"}}]
+        models += [{"id": m, "upstream_model": {"vertex": m}} for m in extra]
     else:
         upstream = {
             "name": "anthropic",
@@ -84,7 +103,7 @@ def config(
             "auth": {"api_key": "sk-bench-standin"},
             "models": ["claude-*"],
         }
-        models = [{"id": MODEL}]
+        models = [{"id": MODEL}] + [{"id": m} for m in extra]
     return {
         "local": {"enabled": True},
         "listen": {"public_url": f"http://127.0.0.1:{port}"},
@@ -96,7 +115,10 @@ def config(
         "managed": {"policies": [{"name": "everyone", "settings": {"availableModels": ["opus", "sonnet", "haiku"]}}]},
         "admin": {"write_keys": [{"id": "bench", "key": ADMIN_KEY}]},
         "enforcement": {"fail_closed_on_error": False},
-        "pricing": {"multiplier": 1.0},
+        "pricing": {
+            "multiplier": 1.0,
+            "overrides": [{"model": m, **LIST_PRICES[m]} for m in extra if m in LIST_PRICES],
+        },
         "telemetry": {"collector": {"endpoint": collector_url}},
     }
 

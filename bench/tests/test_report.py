@@ -148,7 +148,7 @@ def test_result_json_shape(tmp_path: Path) -> None:
     path = tmp_path / "latest.json"
     report.finish(sample_results(), path, docs_dir=None)
     data = json.loads(path.read_text())
-    assert set(data) == {"meta", "scenarios", "targets"}
+    assert set(data) == {"meta", "scenarios", "targets", "peer_targets"}
     assert "spender_token" not in data["meta"]["peer"]  # no credentials in results
     for key in ("nonstream_c1", "nonstream_c32"):
         for column in ("direct", "gateway", "peer"):
