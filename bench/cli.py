@@ -3,7 +3,7 @@
 Starts everything on loopback (embedded Postgres, the model stand-in, the
 collector and discovery stand-ins, our gateway under gunicorn and, when
 present, the peer gateway), captures the real Claude Code CLI's request
-(`bench.capture`), runs the scenarios against each target (the real-traffic
+(`gateway.capture`), runs the scenarios against each target (the real-traffic
 headline, `bench.realtraffic`, and the tiny floor scenarios 1-4) and writes
 bench/results/latest.json, docs/bench-latency.png and docs/performance.md,
 then prints the table.
@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import capture, peer, procs, realtraffic, report, scenarios, spend, standin, stats, target
+from bench import peer, procs, realtraffic, report, scenarios, spend, standin, stats, target
 from bench.scenarios import Target
+from gateway import capture
 
 RESULTS = procs.ROOT / "bench" / "results"
 USERS = 200
@@ -164,8 +165,8 @@ def execute(
     if not args.no_real:
         with stage(f"capturing the real CLI's /v1/messages request (Claude Code {args.capture_version})"):
             try:
-                real = capture.capture(args.capture_version, peer.CACHE)
-                results["meta"]["real_request"] = capture.shape(real) | {"cli_version": args.capture_version}
+                real = capture.captured(args.capture_version)
+                results["meta"]["real_request"] = capture.shape(real)
                 progress(f"  {report.brief_shape(results['meta']['real_request'])}")
             except Exception as exc:  # the run goes on with the tiny shapes; the table says why
                 results["meta"]["capture_error"] = str(exc)[-2000:]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -23,32 +22,26 @@ import jwt
 import yaml
 
 from bench import procs
+from gateway import claude_cli
 
-CACHE = procs.ROOT / ".cache" / "claude-code"
-PACKAGE = "@anthropic-ai/claude-code-linux-x64"
+CACHE = claude_cli.CACHE
 JWT_SECRET = "bench-peer-jwt-secret-0123456789-abcdefghijkl"  # noqa: S105 (a throwaway loopback key)
 ADMIN_KEY = "bench-peer-admin-write-key-0123456789abcdef"
 AUDIENCE = "claude-gateway"
 
 
 def find_binary() -> Path | None:
-    """The `claude` binary under .cache/claude-code/, if one was fetched."""
-    for candidate in sorted(CACHE.glob("**/claude")):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The pinned `claude` under .cache/claude-code/ if fetched, else the newest one there."""
+    pinned = CACHE / claude_cli.VERSION / "claude"
+    if pinned.is_file():
+        return pinned
+    found = [c for c in CACHE.glob("*/claude") if c.is_file()]
+    return max(found, key=lambda c: tuple(int(p) for p in c.parent.name.split(".") if p.isdigit()), default=None)
 
 
 def fetch() -> Path:
-    """`npm pack` the native package into .cache/claude-code/ and unpack it."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=CACHE, check=True, capture_output=True, text=True)
-    tarball = CACHE / done.stdout.strip().splitlines()[-1]
-    with tarfile.open(tarball) as archive:
-        archive.extractall(CACHE, filter="data")
-    binary = CACHE / "package" / "claude"
-    binary.chmod(0o755)
-    return binary
+    """The pinned CLI, fetched with `npm pack` into .cache/claude-code/<version>/ (gateway.claude_cli)."""
+    return claude_cli.ensure(claude_cli.VERSION, CACHE)
 
 
 def version(binary: Path) -> str:

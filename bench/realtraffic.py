@@ -21,7 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench import capture, scenarios, standin, stats
+from bench import scenarios, standin, stats
+from gateway import capture
 
 VERSION = "2.1.333"  # the pinned CLI whose request is captured (the peer's version too)
 DELTAS = 40

@@ -24,15 +24,7 @@ def test_run_serves_every_function_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "GATEWAY_LOCAL_DIR": str(tmp_path / "local")}
     env.pop("GATEWAY_CONFIG", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = _start_run(port, tmp_path / "local")
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     children: list[psutil.Process] = []
@@ -71,12 +63,7 @@ def test_run_serves_every_function_and_stops_everything(tmp_path: Path) -> None:
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the stand-ins and Postgres run as child processes"
     finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            output, _ = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        output = _stop(process)
     assert "STAND-IN" in output and "Ctrl-C stops everything" in output
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
@@ -113,7 +100,7 @@ def _wait_healthy(process: subprocess.Popen[str], port: int, within: float = 90)
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     try:
         return process.communicate(timeout=60)[0]
     except subprocess.TimeoutExpired:
