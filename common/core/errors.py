@@ -39,17 +39,19 @@ class GatewayError(Exception):
         message: str,
         error_type: str | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type or DEFAULT_TYPES.get(status, "api_error")
         self.headers: dict[str, str] = dict(headers or {})
+        self.details = dict(details) if details else None  # `error.details`, e.g. the 429's error_code
         if status == 401 or status == 501:
             self.headers.setdefault("x-should-retry", "false")
 
     def body(self) -> bytes:
-        return envelope(self.error_type, self.message)
+        return envelope(self.error_type, self.message, self.details)
 
 
 class OAuthError(Exception):
@@ -75,5 +77,8 @@ class OAuthError(Exception):
         return json.dumps(payload).encode()
 
 
-def envelope(error_type: str, message: str) -> bytes:
-    return json.dumps({"type": "error", "error": {"type": error_type, "message": message}}).encode()
+def envelope(error_type: str, message: str, details: Mapping[str, str] | None = None) -> bytes:
+    error: dict[str, object] = {"type": error_type, "message": message}
+    if details:
+        error["details"] = dict(details)
+    return json.dumps({"type": "error", "error": error}).encode()

@@ -235,11 +235,30 @@ def _fraction(percent: int) -> str:
     return f"{percent // 100}.{percent % 100:02d}"
 
 
+def described(states: Sequence[Standing]) -> Standing:
+    """The one cap the client is told about: once any is blocked, the blocked one that resets
+    last (the wait the user really faces); else the fullest (ties: the one resetting last).
+    The headers, the 429 and `/api/oauth/usage` all describe this one."""
+    blocked = [s for s in states if s.blocked]
+    if blocked:
+        return max(blocked, key=lambda s: (s.reset_epoch, s.utilization))
+    return max(states, key=lambda s: (s.utilization, s.reset_epoch))
+
+
+def severity(state: Standing) -> str:
+    """normal, warning past the lower threshold (75 %), critical past the upper one (95 %)."""
+    if state.reached(WARNING_THRESHOLDS[0]):
+        return "critical"
+    if state.reached(WARNING_THRESHOLDS[-1]):
+        return "warning"
+    return "normal"
+
+
 def allowed_headers(states: Sequence[Standing]) -> dict[str, str]:
-    """The `anthropic-ratelimit-unified-*` headers for the fullest cap (ties: the one resetting last)."""
+    """The `anthropic-ratelimit-unified-*` headers for the described cap (see `described`)."""
     if not states:
         return {}
-    fullest = max(states, key=lambda s: (s.utilization, s.reset_epoch))
+    fullest = described(states)
     status = "allowed_warning" if fullest.reached(WARNING_THRESHOLDS[-1]) else "allowed"
     headers = {
         "anthropic-ratelimit-unified-status": status,
@@ -282,9 +301,12 @@ def cap_reached(state: Standing, now: datetime) -> GatewayError:
     }
     if cap.pooled:
         headers["anthropic-ratelimit-unified-overage-scope"] = "group_pool"
+    # `details.error_code` only when the caller's own allowance is used up (their cap, their
+    # per-member group cap, the org's); a pool the whole group shares is not theirs (PROTOCOL).
+    details = None if cap.pooled else {"error_code": "spend_limit_reached"}
     message = (
         f"You have reached {cap.describe()} ({pricing.format_usd(cap.cap_micros)}). "
         f"It resets at {_when(reset, now)}. "
         "Ask your gateway administrator to raise the limit if you need to continue before then."
     )
-    return GatewayError(429, message, "billing_error", headers)
+    return GatewayError(429, message, "billing_error", headers, details)

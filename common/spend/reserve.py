@@ -1,8 +1,12 @@
 """Before the upstream call: estimate the request's cost and reserve it against every cap.
 
 `reserve()` finds the caps that apply (from `caps.LIMITS`: an uncapped caller
-costs no round trip) and holds an estimate against all of them in one
-statement (`store.reserve`, i.e. `spend_reserve` of migration 003). At a cap
+costs no round trip) and holds the request's *expected* cost against all of
+them in one statement (`store.reserve`, i.e. `spend_reserve`): the prompt
+priced at the mix recent requests of that model really cost (mostly cache
+reads for Claude Code) and a high percentile of their output tokens, with
+`max_tokens` only as a ceiling (`spend.observed`; docs/spend.md derives the
+overshoot bound this gives). At a cap
 it raises the 429 of PROTOCOL.md; otherwise it returns the
 `anthropic-ratelimit-unified-*` headers for a capped caller. A hold expires
 after `enforcement.reservation_ttl_seconds` if its request never settles.
@@ -11,6 +15,7 @@ When the database cannot be read, `enforcement.fail_closed_on_error` decides.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -18,19 +23,18 @@ from typing import TYPE_CHECKING
 
 from common.core import logs, periods
 from common.core.errors import GatewayError
-from common.core.usage import Usage
+from common.core.usage import RequestInfo, Usage
 from common.db import pool
-from common.spend import caps, pricing, store
+from common.spend import caps, observed, pricing, store
 from common.spend.caps import Cap, Standing
 
 if TYPE_CHECKING:
     from common.config import Config
-    from common.core.usage import RequestInfo
 
 # Keys whose check is optimistic (not locked): locking the org key would
 # serialise every request of the organisation (see docs/spend.md).
 UNLOCKED_KEYS = frozenset({caps.ORG_KEY})
-BYTES_PER_TOKEN = 4  # a rough upper bound of tokens per request byte for the estimate
+BYTES_PER_TOKEN = 4  # request bytes per prompt token, before the learnt ratio corrects it
 DEFAULT_TTL_SECONDS = 900
 
 
@@ -68,11 +72,60 @@ def request_cost(cfg: Config, info: RequestInfo, usage: Usage) -> int:
     return book.cost_micros(model or info.upstream_model, usage, info.upstream)
 
 
+def prompt_tokens(info: RequestInfo) -> int:
+    """The request's prompt size in tokens as the estimate counts it (bytes / BYTES_PER_TOKEN)."""
+    return -(-max(0, info.input_bytes) // BYTES_PER_TOKEN)
+
+
 def estimate_micros(cfg: Config, info: RequestInfo) -> int:
-    """An upper-ish estimate of a request's cost: every input byte / 4 as an input
-    token, and `max_tokens` output tokens (the upstream cannot produce more)."""
-    guess = Usage(input_tokens=-(-max(0, info.input_bytes) // BYTES_PER_TOKEN), output_tokens=max(0, info.max_tokens))
-    return max(1, request_cost(cfg, info, guess))
+    """The cost held while the request runs: what a request of this model and size is expected to cost.
+
+    Output: the learnt high percentile of recent output tokens, never above the
+    request's `max_tokens`. Prompt: its tokens priced as plain input, times the
+    learnt high percentile of what recent prompts really cost relative to that
+    (cache reads cost a tenth). Both fall back to conservative defaults (4096
+    output tokens, the plain input price) until the model has history.
+    """
+    expected = observed.OBSERVED.expectation(info.model)
+    output = min(info.max_tokens, expected.output_tokens) if info.max_tokens > 0 else expected.output_tokens
+    prompt = prompt_tokens(info)
+    both = request_cost(cfg, info, Usage(input_tokens=prompt, output_tokens=output))
+    prompt_only = request_cost(cfg, info, Usage(input_tokens=prompt))
+    return max(1, both - prompt_only + math.ceil(prompt_only * expected.input_ratio))
+
+
+def prompt_ratio(cfg: Config, info: RequestInfo, usage: Usage, prompt: int) -> float | None:
+    """What `usage`'s prompt side cost relative to `prompt` tokens priced as plain input (None if unknown)."""
+    plain = request_cost(cfg, info, Usage(input_tokens=prompt)) if prompt > 0 else 0
+    if plain <= 0:
+        return None
+    real = Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        cache_creation_5m_input_tokens=usage.cache_creation_5m_input_tokens,
+        cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+    )
+    return request_cost(cfg, info, real) / plain
+
+
+def observe(cfg: Config, info: RequestInfo, usage: Usage, status: int) -> None:
+    """Learn from one answered request what its model's requests cost (no I/O)."""
+    if info.endpoint != "messages" or status >= 400 or not info.model:
+        return
+    observed.OBSERVED.record(info.model, usage.output_tokens, prompt_ratio(cfg, info, usage, prompt_tokens(info)))
+
+
+def _seed(cfg: Config, info: RequestInfo) -> None:
+    """Once per instance: what the ledger's recent rows say, so a new instance does not start blind."""
+    if observed.OBSERVED.seeded:
+        return
+    rows = store.recent_usage(pool.get())
+    figures = []
+    for model, usage in rows:
+        prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+        like = RequestInfo(identity=info.identity, model=model, upstream=info.upstream, upstream_model="")
+        figures.append((model, usage.output_tokens, prompt_ratio(cfg, like, usage, prompt)))
+    observed.OBSERVED.seed(figures)
 
 
 def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]]:
@@ -85,6 +138,7 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         if not applicable:
             return reservation, {}
         reservation.caps = applicable
+        _seed(cfg, info)
         reservation.estimate_micros = estimate_micros(cfg, info)
         ttl = cfg.enforcement.reservation_ttl_seconds if cfg.enforcement else DEFAULT_TTL_SECONDS
         figures, admitted = store.reserve(
@@ -106,6 +160,7 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         Standing(cap, spent, held, reservation.day) for cap, (spent, held) in zip(applicable, figures, strict=True)
     ]
     if not admitted:
+        # Refused without any cap full yet: this request's expected cost is what does not fit.
         blocked = [s for s in states if s.blocked] or states
         raise caps.cap_reached(max(blocked, key=lambda s: (s.reset_epoch, s.utilization)), reservation.at)
     reservation.held = True

@@ -69,6 +69,7 @@ def settle(cfg: Config, info: RequestInfo, reservation: Reservation | None, usag
     if info.endpoint != "messages" and not (isinstance(reservation, Reservation) and reservation.held):
         return 0  # count_tokens is free and was never reserved: no round trip
     settled = row(cfg, info, reservation if isinstance(reservation, Reservation) else None, usage, status)
+    reserve.observe(cfg, info, usage, status)
     try:
         db = pool.get()
         batcher.GROUP_COMMIT.settle(db, settled)

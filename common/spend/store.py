@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from common.core.periods import Period
+from common.core.usage import Usage
 from common.db import pages
 from common.db.pool import Database
 
@@ -137,6 +138,36 @@ def delete_limit(db: Database, limit_id: str) -> LimitRecord | None:
 
 
 # --- standing: counters and holds ------------------------------------------------------
+
+
+def recent_usage(db: Database, limit: int = 4096) -> list[tuple[str, Usage]]:
+    """(model, usage) of the last `limit` answered /v1/messages requests of the last two days, oldest first.
+
+    Read once per instance to seed what admission expects (`spend.observed`); the
+    primary key's index walks back from the newest row, so its cost does not grow
+    with the table.
+    """
+    rows = db.execute(
+        "SELECT model, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens"
+        " FROM spend_usage WHERE endpoint = 'messages' AND status < 400 AND day >= current_date - 1"
+        " ORDER BY id DESC LIMIT %s",
+        (limit,),
+    )
+    found = [
+        (
+            str(r[0]),
+            Usage(
+                input_tokens=int(r[1]),
+                output_tokens=int(r[2]),
+                cache_read_input_tokens=int(r[3]),
+                cache_creation_5m_input_tokens=int(r[4]),
+                cache_creation_1h_input_tokens=int(r[5]),
+            ),
+        )
+        for r in rows
+    ]
+    found.reverse()
+    return found
 
 
 def period_spend(db: Database, keys: Sequence[str], starts: Sequence[date], day: date) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@ period boundaries, /api/oauth/usage, and what happens while the database is down
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from support import live_gateway, token_for
 from support.spend import request_info, set_limit, setup_gateway
 
 from common import config
+from common.core import periods
 from common.core.errors import GatewayError
 from common.core.usage import Usage
 from common.db import pool as store
@@ -80,6 +82,8 @@ def test_user_at_the_cap_gets_the_exact_429(gateway: Path, frozen: list[datetime
     assert "daily spend limit ($0.30)" in error.message
     assert "2026-03-11 00:00 UTC (in 3h 0m)" in error.message
     assert "administrator" in error.message
+    # The caller's own cap: Claude Code 2.1.274+ hands this code to Claude Desktop.
+    assert json.loads(error.body())["error"]["details"] == {"error_code": "spend_limit_reached"}
     # The refusal reserved nothing, and another user is unaffected.
     assert store.get().execute("SELECT count(*) FROM spend_holds")[0][0] == 0
     metering.begin(config.current(), request_info(email="other@example.com"))
@@ -181,6 +185,7 @@ def test_pooled_group_cap_blocks_every_member_with_group_pool_scope(gateway: Pat
         assert error.headers["anthropic-ratelimit-unified-overage-period"] == "weekly"
         assert set(error.headers) == REJECT_HEADERS | {"anthropic-ratelimit-unified-overage-scope"}
         assert "shared by group eng" in error.message
+        assert "details" not in json.loads(error.body())["error"]  # not the caller's own cap
     metering.begin(config.current(), request_info(email="c@example.com", groups=("ml",)))
 
 
@@ -268,44 +273,75 @@ def test_period_boundaries(gateway: Path, frozen: list[datetime]) -> None:
 
 
 def test_usage_endpoint_shape(gateway: Path, tmp_path: Path) -> None:
+    """As the protocol text of Claude Code 2.1.333 describes it, and as its parser reads it."""
     set_limit("user", "capped@example.com", "monthly", "20.00")
     set_limit("user", "capped@example.com", "daily", "4.00")
     spend(request_info(email="capped@example.com", max_tokens=1, input_bytes=4), 1_000_000)
     spend(request_info(email="free@example.com", max_tokens=1, input_bytes=4), 2_500_000)
     capped = token_for(gateway, "capped@example.com")
     free = token_for(gateway, "free@example.com")
+    today = datetime.now(UTC).date()
     with live_gateway(gateway) as live:
-        body = requests.get(f"{live.url}/api/oauth/usage", headers={"Authorization": f"Bearer {capped}"}, timeout=10)
-        assert body.status_code == 200, body.text
-        data = body.json()
-        extra = data["extra_usage"]
-        assert extra["is_enabled"] is True and extra["currency"] == "USD"
-        assert (extra["monthly_limit"], extra["used_credits"], extra["utilization"]) == (2000, 100, 5)
-        assert extra["daily"] == {"limit": 400, "used_credits": 100, "utilization": 25}
-        assert extra["weekly"] == {"limit": None, "used_credits": 100, "utilization": None}
-        groups = {item["group"]: item for item in data["limits"]}
-        assert set(groups) == {"daily", "monthly"}
-        today = datetime.now(UTC).date()
-        from common.core import periods
-
-        assert groups["daily"] == {
+        reply = requests.get(f"{live.url}/api/oauth/usage", headers={"Authorization": f"Bearer {capped}"}, timeout=10)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["cache-control"] == "no-store"
+        data = reply.json()
+        # The daily cap is the fullest (25 % against 5 %): it is the one the headers describe,
+        # so its dollars are in extra_usage although the field is called monthly_limit.
+        assert data["extra_usage"] == {
+            "is_enabled": True,
+            "monthly_limit": 400,
+            "used_credits": 100,
+            "utilization": 25,
+            "currency": "USD",
+        }
+        rows = {item["group"]: item for item in data["limits"]}
+        assert set(rows) == {"daily", "monthly"} and len(data["limits"]) == 2
+        assert rows["daily"] == {
             "kind": "spend",
             "group": "daily",
             "percent": 25,
-            "resets_at": periods.reset_at("daily", today).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resets_at": periods.reset_at("daily", today).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "severity": "normal",
             "is_active": True,
         }
+        assert rows["monthly"]["is_active"] is False and rows["monthly"]["percent"] == 5
+        # resets_at is the same instant as the header the messages endpoint sends, to the second.
+        headers = metering.begin(config.current(), request_info(email="capped@example.com", max_tokens=1)).headers
+        reset = datetime.fromisoformat(rows["daily"]["resets_at"].replace("Z", "+00:00"))
+        assert int(reset.timestamp()) == int(headers["anthropic-ratelimit-unified-overage-reset"])
+
         data = requests.get(
             f"{live.url}/api/oauth/usage", headers={"Authorization": f"Bearer {free}"}, timeout=10
         ).json()
-        assert data["limits"] == []
-        assert data["extra_usage"]["monthly_limit"] is None and data["extra_usage"]["utilization"] is None
-        assert data["extra_usage"]["used_credits"] == 250
-        assert data["extra_usage"]["daily"] == {"limit": None, "used_credits": 250, "utilization": None}
-        assert data["extra_usage"]["weekly"] == {"limit": None, "used_credits": 250, "utilization": None}
+        assert data == {
+            "extra_usage": {
+                "is_enabled": True,
+                "monthly_limit": None,
+                "used_credits": 250,
+                "utilization": None,
+                "currency": "USD",
+                "daily": {"limit": None, "used_credits": 250, "utilization": None},
+                "weekly": {"limit": None, "used_credits": 250, "utilization": None},
+            },
+            "limits": [],
+        }
         anonymous = requests.get(f"{live.url}/api/oauth/usage", timeout=10)
         assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
+
+
+def test_usage_severity_follows_the_thresholds(gateway: Path) -> None:
+    from common.core.identity import Identity
+    from common.spend import usage_report
+
+    set_limit("user", "dev@example.com", "weekly", "1.00")
+    who = Identity(sub="dev@example.com", email="dev@example.com", groups=())
+    seen = []
+    for micros in (740_000, 20_000, 200_000, 50_000):  # cumulative 74, 76, 96, 101 %
+        spend(request_info(max_tokens=1, input_bytes=4), micros)
+        row = usage_report.standing(who)["limits"][0]
+        seen.append((row["percent"], row["severity"]))
+    assert seen == [(74, "normal"), (76, "warning"), (96, "critical"), (101, "critical")]  # above 100 once over
 
 
 # --- the database stopped: a dedicated server this test can stop and start ---------------------
@@ -345,6 +381,7 @@ def test_fail_closed_and_fail_open_with_the_database_stopped(tmp_path: Path, own
         assert error.headers["x-should-retry"] == "false"
         assert error.headers["anthropic-ratelimit-unified-overage-disabled-reason"] == "fetch_error"
         assert "unavailable" in error.message
+        assert "details" not in json.loads(error.body())["error"]  # the cap is not known to be reached
         # Who is capped comes from the last good read of the limits: an uncapped user still gets through.
         caps.LIMITS.expire()  # the next request tries (and fails) to re-read
         assert metering.begin(config.current(), request_info(email="free@example.com")).headers == {}

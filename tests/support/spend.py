@@ -10,7 +10,7 @@ from support import activate, base_config, deep_merge, write_config
 
 def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | None = None) -> Path:
     from common.db import pool
-    from common.spend import caps, queue
+    from common.spend import caps, observed, queue
 
     data = base_config(database_url)
     if extra:
@@ -20,6 +20,7 @@ def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | Non
     pool.get()
     caps.invalidate()
     queue.clear()
+    observed.OBSERVED.reset()  # what earlier tests' traffic taught admission stays with them
     return path
 
 
