@@ -213,7 +213,12 @@ def list_or_create(request: Request) -> Response:
 
 def create(request: Request) -> Response:
     who = api.caller(request, "write")
-    body = api.body(request)
+    obj, created = upsert(who, api.body(request))
+    return json_response(obj, status=201 if created else 200)
+
+
+def upsert(who: api.Caller, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create or update the limit of a scope + period from an API body: (the limit, created). Validated, audited."""
     _unknown(body, _CREATE_FIELDS)
     scope_type, scope_id = _parse_scope(body.get("scope"))
     period = _parse_period(body.get("period"))
@@ -244,7 +249,24 @@ def create(request: Request) -> Response:
         _snapshot(before[0]) if before else None,
         _snapshot(row),
     )
-    return json_response(_render([row])[0], status=201 if created else 200)
+    return _render([row])[0], created
+
+
+def get(limit_id: str) -> dict[str, Any]:
+    """One limit as the API shows it, or 404."""
+    return _render([_require(limit_id)])[0]
+
+
+def listing(scope_type: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """(one page of limits in creation order, how many there are in all) for the console."""
+    where, args = ("scope_type = %s", [scope_type]) if scope_type else ("TRUE", [])
+    db = store.get()
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM spend_limits WHERE {where} ORDER BY seq LIMIT %s OFFSET %s",  # noqa: S608
+        (*args, limit, offset),
+    )
+    total = db.execute(f"SELECT count(*) FROM spend_limits WHERE {where}", tuple(args))  # noqa: S608
+    return _render(rows), int(total[0][0])
 
 
 def item(request: Request) -> Response:
@@ -259,7 +281,11 @@ def item(request: Request) -> Response:
 
 def update(request: Request, limit_id: str) -> Response:
     who = api.caller(request, "write")
-    body = api.body(request)
+    return json_response(change(who, limit_id, api.body(request)))
+
+
+def change(who: api.Caller, limit_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Update one limit's amount / pooled from an API body. Validated, audited."""
     _unknown(body, _CREATE_FIELDS)
     before = _require(limit_id)
     if "scope" in body and _parse_scope(body["scope"]) != (before[1], before[2]):
@@ -278,14 +304,19 @@ def update(request: Request, limit_id: str) -> Response:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
     ledger.invalidate_limits()
     who.audit("spend_limit.update", limit_id, _snapshot(before), _snapshot(rows[0]))
-    return json_response(_render([rows[0]])[0])
+    return _render([rows[0]])[0]
 
 
 def delete(request: Request, limit_id: str) -> Response:
     who = api.caller(request, "write")
+    return json_response(remove(who, limit_id))
+
+
+def remove(who: api.Caller, limit_id: str) -> dict[str, Any]:
+    """Delete one limit (404 when unknown). Audited."""
     rows = store.get().execute(f"DELETE FROM spend_limits WHERE id = %s RETURNING {_COLUMNS}", (limit_id,))  # noqa: S608
     if not rows:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
     ledger.invalidate_limits()
     who.audit("spend_limit.delete", limit_id, _snapshot(rows[0]), None)
-    return json_response({"id": limit_id, "type": "spend_limit_deleted"})
+    return {"id": limit_id, "type": "spend_limit_deleted"}
