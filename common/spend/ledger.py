@@ -257,6 +257,9 @@ class Reservation:
     caps: list[Cap] = field(default_factory=list)
     estimate_micros: int = 0
     held: bool = False
+    # Each cap's standing as the reserve saw it (before this request's hold): budget alerts
+    # decide from it, with no round trip, whether a settle can be near a threshold.
+    standings: list[Standing] = field(default_factory=list)
 
 
 def estimate_micros(cfg: Config, info: RequestInfo) -> int:
@@ -322,6 +325,7 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         blocked = [s for s in states if s.blocked] or states
         raise cap_reached(max(blocked, key=lambda s: (s.reset_epoch, s.utilization)), at)
     reservation.held = True
+    reservation.standings = states
     return reservation, allowed_headers(states)
 
 
