@@ -27,6 +27,8 @@ SURFACE: dict[str, list[str]] = {
     "common.core": ["checksum", "errors", "identity", "logs", "models", "periods", "urls", "usage"],
     "common.config": [
         "Admin",
+        "AlertDestination",
+        "Alerts",
         "AdminKey",
         "CloudSql",
         "Collector",
@@ -94,6 +96,8 @@ SURFACE: dict[str, list[str]] = {
         "strip_suffix",
         "transport_error",
     ],
+    "common.alerts": ["delivery", "engine"],
+    "common.console": ["charts", "pages", "queries", "web"],
     "common.admin": ["analytics", "api", "audit_log", "auth", "explain", "openapi", "sessions", "spend_limits"],
 }
 
