@@ -35,6 +35,7 @@ from flask import Request, Response
 
 from common import config
 from common.admin import api
+from common.audit import records as audit
 from common.auth import claims as identity_claims
 from common.auth import crypto
 from common.auth import oidc as idp
@@ -78,6 +79,9 @@ class Ctx:
     csrf: str
     request: Request
 
+    def refused(self, reason: str) -> None:
+        _event(self.cfg, self.request, "console.refused", self.viewer.email, self.request.path, reason=reason)
+
     def caller(self) -> api.Caller:
         """The admin API's caller (its `audit()` writes the same audit rows the API writes)."""
         return api.Caller(
@@ -86,6 +90,17 @@ class Ctx:
             clientip.client_ip(self.request, self.cfg),
             self.request.headers.get("User-Agent"),
         )
+
+
+def _event(cfg: Config, request: Request, action: str, actor: str, target: str, **detail: Any) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        target=target,
+        client_ip=clientip.client_ip(request, cfg),
+        user_agent=request.headers.get("User-Agent"),
+        detail=detail or None,
+    )
 
 
 # --- cookies -------------------------------------------------------------------------------
@@ -164,8 +179,10 @@ def csrf_token(cfg: Config, viewer: Viewer) -> str:
 
 
 def same_origin(cfg: Config, request: Request) -> bool:
+    """The POST comes from our own pages: `Origin` is ours, or (an opaque `null` origin or none)
+    the browser's own `Sec-Fetch-Site: same-origin`, which page script cannot set."""
     origin = request.headers.get("Origin")
-    if origin is not None:
+    if origin is not None and origin != "null":
         return origin.rstrip("/") == cfg.public_url
     return request.headers.get("Sec-Fetch-Site") == "same-origin"
 
@@ -203,7 +220,8 @@ def security_headers(response: Response) -> Response:
     )
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts.
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     return response
@@ -267,18 +285,17 @@ def page(write: bool = False) -> Callable[[Page], Callable[[Request], Response]]
 
 def _check_post(ctx: Ctx, write: bool) -> Response | None:
     request, cfg = ctx.request, ctx.cfg
-    caller = ctx.caller()
     if (request.content_length or 0) > MAX_FORM_BYTES:
         return message("Request too large", "The form was too large.", 413, ctx)
     if not same_origin(cfg, request):
-        caller.audit("console.refused", request.path, None, {"reason": "cross_origin"})
+        ctx.refused("cross_origin")
         return message("Request refused", "This form must be sent from the console's own pages.", 403, ctx)
     sent = request.form.get("csrf_token", "")
     if not hmac.compare_digest(sent.encode(), ctx.csrf.encode()):
-        caller.audit("console.refused", request.path, None, {"reason": "csrf"})
+        ctx.refused("csrf")
         return message("Request refused", "The page expired; reload it and try again.", 403, ctx)
     if write and not ctx.viewer.can_write:
-        caller.audit("console.refused", request.path, None, {"reason": "read_only"})
+        ctx.refused("read_only")
         return message(
             "Read-only access",
             f"{ctx.viewer.email} may look but not change things (a member of admin.viewer_groups, "
@@ -331,7 +348,6 @@ def signin(request: Request) -> Response:
 
 def callback(request: Request) -> Response:
     cfg = config.current()
-    who = api.Caller(cfg, "anonymous", clientip.client_ip(request, cfg), request.headers.get("User-Agent"))
     raw = request.cookies.get(cookie_name(cfg, "gw_console_oidc"), "")
     opened = crypto.unseal(cfg, raw, STATE_PURPOSE) if raw and len(raw) < 8192 else None
     try:
@@ -343,7 +359,7 @@ def callback(request: Request) -> Response:
         or state.get("exp", 0) < time.time()
         or not hmac.compare_digest(str(state.get("s")).encode(), request.args.get("state", "").encode())
     ):
-        who.audit("console.signin_refused", BASE, None, {"reason": "bad_state"})
+        _event(cfg, request, "console.signin_refused", "anonymous", BASE, reason="bad_state")
         return _done(cfg, message("Sign-in expired", "This sign-in link is stale; start again from /admin.", 400))
     if request.args.get("error") or not request.args.get("code"):
         return _done(cfg, message("Sign-in failed", "The identity provider did not sign you in.", 400))
@@ -356,11 +372,11 @@ def callback(request: Request) -> Response:
         logs.warning("console OIDC sign-in failed", error=str(exc))
         return _done(cfg, message("Sign-in failed", "The identity provider's answer did not verify.", 502))
     except identity_claims.Refused as exc:
-        who.audit("console.signin_refused", BASE, None, {"reason": "not_allowed", "message": str(exc)})
+        _event(cfg, request, "console.signin_refused", "anonymous", BASE, reason="not_allowed", message=str(exc))
         return _done(cfg, message("Access not allowed", str(exc), 403))
     role = role_of(cfg, user.groups)
     if role is None:
-        who.audit("console.signin_refused", user.email, None, {"reason": "not_in_console_group"})
+        _event(cfg, request, "console.signin_refused", user.email, BASE, reason="not_in_console_group")
         return _done(
             cfg,
             message(
@@ -370,13 +386,12 @@ def callback(request: Request) -> Response:
             ),
         )
     viewer = Viewer(user.email, tuple(user.groups), role, crypto.random_token(24), int(time.time()))
-    api.Caller(cfg, user.email, who.client_ip, who.user_agent).audit(
-        "console.signin", user.email, None, {"role": role, "groups": list(user.groups)}
-    )
+    _event(cfg, request, "console.signin", user.email, BASE, role=role, groups=list(user.groups))
     target = _safe_next(str(state.get("next") or BASE))
     # A 200 page that moves on by itself: a redirect straight from the IdP's cross-site navigation
     # would not carry the SameSite=Strict session cookie on its first request.
     response = render("signed_in.html", 200, None, target=target, email=user.email)
+    response.headers["Referrer-Policy"] = "no-referrer"  # this URL carries the authorization code
     minutes = cfg.admin.console_session_minutes if cfg.admin else 0
     _set_cookie(cfg, response, "gw_console", _session_cookie(cfg, viewer), minutes * 60, "Strict")
     return _done(cfg, response)
