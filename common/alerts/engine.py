@@ -175,7 +175,8 @@ def evaluate(cfg: Config, caps: tuple[ledger.Cap, ...] | list[ledger.Cap], day: 
     db = store.get()
     names = [d.name for d in settings.destinations]
     fired: list[int] = []
-    _state.evaluations += 1
+    with _state.lock:
+        _state.evaluations += 1
     for standing in ledger.standings(db, list(caps), day):
         cap = standing.cap
         start = periods.start(cap.period, day)
@@ -231,6 +232,12 @@ def wait_idle(timeout: float = 30.0) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def stats() -> dict[str, int]:
+    """This instance's counters: exact evaluations run, checks dropped on a full queue, queued now."""
+    with _state.lock:
+        return {"evaluations": _state.evaluations, "dropped": _state.dropped, "queued": len(_state.queued)}
 
 
 def reset() -> None:
