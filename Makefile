@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: run test lint bench token check clean
+.PHONY: run test lint bench token check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,8 +18,19 @@ run: $(STAMP)
 	@PORT=$(PORT) $(BIN)/python -m gateway run --port $(PORT)
 
 ## make test: linters, type checks and the whole test suite
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	@$(BIN)/python -m pytest
+
+## make browser: Debian's chromium for the console's browser tests (tests/console); apt-get as root, else say how
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the console's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install -y chromium' (the browser tests fail without it under CI=true)"; \
+	    if [ "$$CI" = true ]; then exit 1; fi; \
+	  fi; }
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -47,6 +47,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/managed/settings", "messages"),
     Route("/api/oauth/usage", "messages"),
     Route("/v1/organizations", "admin", prefix=True),
+    Route("/admin", "admin", prefix=True),  # the web console (common/console)
     # Health of each function through the one origin; each function also answers
     # /healthz and /readyz on its own URL.
     Route("/_gateway/auth", "auth", prefix=True),

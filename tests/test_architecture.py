@@ -38,6 +38,8 @@ SURFACE: dict[str, list[str]] = {
     "common.config": [
         "Admin",
         "AdminKey",
+        "AlertDestination",
+        "Alerts",
         "CloudSql",
         "Collector",
         "Config",
@@ -138,6 +140,10 @@ SURFACE: dict[str, list[str]] = {
         "store",
         "usage_report",
     ],
+    "common.alerts": [
+        "delivery",
+        "engine",
+    ],
     "common.telemetry": [
         "emit",
         "relay",
@@ -177,6 +183,12 @@ SURFACE: dict[str, list[str]] = {
         "openapi",
         "sessions",
         "spend_limits",
+    ],
+    "common.console": [
+        "charts",
+        "pages",
+        "queries",
+        "web",
     ],
 }
 

@@ -23,7 +23,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _session(row: store.SessionRow) -> dict[str, Any]:
+def render(row: store.SessionRow) -> dict[str, Any]:
+    """A session as the admin API and the console show it: ISO times, never its tokens."""
     return {
         "id": row.id,
         "type": "session",
@@ -55,7 +56,7 @@ def list_sessions(request: Request) -> Response:
     rows, has_more = store.list_sessions(
         email=request.args.get("email") or None, active_only=active_only, limit=limit, after=after
     )
-    data = [_session(row) for row in rows]
+    data = [render(row) for row in rows]
     return json_response(
         {
             "data": data,

@@ -209,7 +209,12 @@ def list_or_create(request: Request) -> Response:
 
 def create(request: Request) -> Response:
     who = api.caller(request, "write")
-    body = api.body(request)
+    obj, created = upsert(who, api.body(request))
+    return json_response(obj, status=201 if created else 200)
+
+
+def upsert(who: api.Caller, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create or update the limit of a scope + period from an API body: (the limit, created). Validated, audited."""
     _unknown(body, _CREATE_FIELDS)
     scope_type, scope_id = _parse_scope(body.get("scope"))
     period = _parse_period(body.get("period"))
@@ -223,14 +228,25 @@ def create(request: Request) -> Response:
     row, created = store.upsert_limit(db, _new_id(), scope_type, scope_id, period, amount, pooled)
     caps.invalidate()
     who.audit("spend_limit.create" if created else "spend_limit.update", row.id, _snapshot(before), _snapshot(row))
-    return json_response(_render([row])[0], status=201 if created else 200)
+    return _render([row])[0], created
+
+
+def get(limit_id: str) -> dict[str, Any]:
+    """One limit as the API shows it, or 404."""
+    return _render([_require(limit_id)])[0]
+
+
+def listing(scope_type: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """(one page of limits in creation order, how many there are in all) for the console."""
+    rows, total = store.limits_page(pool.get(), scope_type=scope_type, limit=limit, offset=offset)
+    return _render(rows), total
 
 
 def item(request: Request) -> Response:
     limit_id = api.no_extra_segments(request, BASE)
     if request.method == "GET":
         api.caller(request, "read")
-        return json_response(_render([_require(limit_id)])[0])
+        return json_response(get(limit_id))
     if request.method == "DELETE":
         return delete(request, limit_id)
     return update(request, limit_id)
@@ -238,7 +254,11 @@ def item(request: Request) -> Response:
 
 def update(request: Request, limit_id: str) -> Response:
     who = api.caller(request, "write")
-    body = api.body(request)
+    return json_response(change(who, limit_id, api.body(request)))
+
+
+def change(who: api.Caller, limit_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Update one limit's amount / pooled from an API body. Validated, audited."""
     _unknown(body, _CREATE_FIELDS)
     before = _require(limit_id)
     if "scope" in body and _parse_scope(body["scope"]) != (before.scope_type, before.scope_id):
@@ -253,14 +273,19 @@ def update(request: Request, limit_id: str) -> Response:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
     caps.invalidate()
     who.audit("spend_limit.update", limit_id, _snapshot(before), _snapshot(row))
-    return json_response(_render([row])[0])
+    return _render([row])[0]
 
 
 def delete(request: Request, limit_id: str) -> Response:
     who = api.caller(request, "write")
+    return json_response(remove(who, limit_id))
+
+
+def remove(who: api.Caller, limit_id: str) -> dict[str, Any]:
+    """Delete one limit (404 when unknown). Audited."""
     row = store.delete_limit(pool.get(), limit_id)
     if row is None:
         raise GatewayError(404, f"No spend limit with id {limit_id!r}.", "not_found_error")
     caps.invalidate()
     who.audit("spend_limit.delete", limit_id, _snapshot(row), None)
-    return json_response({"id": limit_id, "type": "spend_limit_deleted"})
+    return {"id": limit_id, "type": "spend_limit_deleted"}

@@ -12,6 +12,8 @@ from common.config.runtime import Runtime, derive, runtime_of
 from common.config.schema import (
     Admin,
     AdminKey,
+    AlertDestination,
+    Alerts,
     CloudSql,
     Collector,
     Config,
@@ -45,6 +47,8 @@ from common.core.urls import is_loopback_url
 __all__ = [
     "Admin",
     "AdminKey",
+    "AlertDestination",
+    "Alerts",
     "CloudSql",
     "Collector",
     "Config",

@@ -144,11 +144,25 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
                     errors.append(
                         f"admin.{kind}[{i}].key: too short ({len(admin_key.key)} characters); use 32+ random characters"
                     )
+        for kind in ("admin_groups", "viewer_groups"):
+            for i, group in enumerate(getattr(cfg.admin, kind)):
+                if not group.strip():
+                    errors.append(f"admin.{kind}[{i}]: empty group name")
+        if not 1 <= cfg.admin.console_session_minutes <= 24 * 60:
+            errors.append(
+                f"admin.console_session_minutes: expected 1 to 1440 minutes, got {cfg.admin.console_session_minutes}"
+            )
+        if not 0 < cfg.admin.console_session_max_hours <= 24 * 7:
+            errors.append(
+                f"admin.console_session_max_hours: expected a number in (0, 168], got {cfg.admin.console_session_max_hours!r}"
+            )
     else:
-        for key in ("enforcement", "pricing"):
+        for key in ("enforcement", "pricing", "alerts"):
             if getattr(cfg, key) is not None:
                 errors.append(f"{key}: needs an `admin` section (spend limits are set through the admin API)")
 
+    if cfg.alerts is not None:
+        _alert_rules(cfg, errors)
     if cfg.pricing is not None and cfg.pricing.multiplier <= 0:
         errors.append(f"pricing.multiplier: expected a positive number, got {cfg.pricing.multiplier!r}")
     if cfg.login_notice is not None and len(cfg.login_notice) > 500:
@@ -171,6 +185,48 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
         if urlsplit(dest.url).scheme not in ("http", "https"):
             errors.append(f"telemetry.forward_to[{i}].url: expected an http(s) URL, got {short(dest.url)}")
     return errors, warnings
+
+
+def _alert_rules(cfg: Config, errors: list[str]) -> None:
+    """`alerts`: thresholds are whole percents, scopes are cap scopes, destinations are reachable and signed."""
+    alerts = cfg.alerts
+    assert alerts is not None
+    lists = [("alerts.thresholds", alerts.thresholds)]
+    for scope, values in alerts.scopes.items():
+        if scope not in ("user", "rbac_group", "organization"):
+            errors.append(f"alerts.scopes.{scope}: expected a cap scope (user, rbac_group, organization)")
+        lists.append((f"alerts.scopes.{scope}", values))
+    for where, values in lists:
+        if not values:
+            errors.append(f"{where}: expected at least one threshold, e.g. [75, 90, 100]")
+        for j, value in enumerate(values):
+            if not 1 <= value <= 1000:
+                errors.append(f"{where}[{j}]: expected a percent of the cap between 1 and 1000, got {value}")
+    if not 0 <= alerts.near_percent <= 100:
+        errors.append(f"alerts.near_percent: expected 0 to 100 percentage points, got {alerts.near_percent}")
+    if not 1 <= alerts.max_attempts <= 50:
+        errors.append(f"alerts.max_attempts: expected 1 to 50, got {alerts.max_attempts}")
+    if not 0 < alerts.backoff_seconds <= 600:
+        errors.append(f"alerts.backoff_seconds: expected a number in (0, 600], got {alerts.backoff_seconds!r}")
+    if not 1 <= alerts.queue_size <= 100_000:
+        errors.append(f"alerts.queue_size: expected 1 to 100000, got {alerts.queue_size}")
+    names: set[str] = set()
+    for i, dest in enumerate(alerts.destinations):
+        where = f"alerts.destinations[{i}]"
+        if dest.name in names or not dest.name.strip():
+            errors.append(f"{where}.name: expected a unique, non-empty name, got {short(dest.name)}")
+        names.add(dest.name)
+        parts = urlsplit(dest.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors.append(f"{where}.url: expected an absolute http(s) URL, got {short(dest.url)}")
+        elif parts.scheme == "http" and not is_loopback_url(dest.url):
+            errors.append(f"{where}.url: plain http is allowed only on loopback; use https")
+        if dest.type == "webhook" and (dest.secret is None or len(dest.secret) < 16):
+            errors.append(
+                f"{where}.secret: a webhook needs an HMAC secret of 16+ characters; use ${{secret:…}} or ${{ENV}}"
+            )
+        if not 0 < dest.timeout_seconds <= 30:
+            errors.append(f"{where}.timeout_seconds: expected a number in (0, 30], got {dest.timeout_seconds!r}")
 
 
 def _settings_rules(cfg: Config, i: int, policy: Policy, errors: list[str], warnings: list[str]) -> None:

@@ -174,6 +174,10 @@ class Admin(_Base, frozen=True):
     admin_groups: list[str] = []
     billing_group_tag: str | None = None
     group_limit_mode: Literal["min", "max"] = "min"
+    # (ours) the web console at /admin: members of viewer_groups may look, admin_groups may change things
+    viewer_groups: list[str] = []
+    console_session_minutes: int = 60  # (ours) idle timeout of a console sign-in
+    console_session_max_hours: float = 12.0  # (ours) a console sign-in ends this long after it began
 
 
 class Enforcement(_Base, frozen=True):
@@ -194,6 +198,31 @@ class PricingOverride(_Base, frozen=True):
 class Pricing(_Base, frozen=True):
     multiplier: float = 1.0
     overrides: list[PricingOverride] = []
+
+
+class AlertDestination(_Base, frozen=True):
+    """(ours) where budget alerts go: a signed generic JSON webhook, or a Slack incoming webhook."""
+
+    name: str
+    url: str
+    type: Literal["webhook", "slack"] = "webhook"
+    secret: str | None = None  # HMAC-SHA256 key of a `webhook` (use ${secret:…} or ${ENV})
+    timeout_seconds: float = 5.0
+
+
+class Alerts(_Base, frozen=True):
+    """(ours) budget alerts: each (cap, period, threshold) fires once, to every destination."""
+
+    thresholds: list[int] = msgspec.field(default_factory=lambda: [75, 90, 100])
+    scopes: dict[str, list[int]] = {}  # per cap scope (user, rbac_group, organization): overrides `thresholds`
+    destinations: list[AlertDestination] = []
+    near_percent: int = 5  # a settle within this many points of a threshold triggers an exact check
+    max_attempts: int = 8
+    backoff_seconds: float = 2.0  # first retry delay; doubled per attempt, at most 10 minutes
+    queue_size: int = 1000  # pending evaluations per instance (bounded; overflow is logged)
+
+    def thresholds_for(self, scope: str) -> list[int]:
+        return sorted(set(self.scopes.get(scope, self.thresholds)))
 
 
 class Collector(_Base, frozen=True):
@@ -245,6 +274,7 @@ class Config(_Base, frozen=True):
     admin: Admin | None = None
     enforcement: Enforcement | None = None
     pricing: Pricing | None = None
+    alerts: Alerts | None = None
     telemetry: Telemetry = Telemetry()
     login_notice: str | None = None
     config_refresh_seconds: int = 300

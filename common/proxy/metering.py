@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.alerts import engine as alerts
 from common.config import Config
 from common.core.usage import RequestInfo, Usage
 from common.spend import reserve, settle
@@ -36,4 +37,5 @@ def begin(cfg: Config, info: RequestInfo) -> Ticket:
 def finish(cfg: Config, ticket: Ticket, usage: Usage, status: int, first_byte_ms: float | None = None) -> None:
     """After the upstream's last byte: settle the real cost and record telemetry. Never raises."""
     cost_micros = settle.settle(cfg, ticket.info, ticket.reservation, usage, status)
+    alerts.on_settled(cfg, ticket.reservation, cost_micros)  # in memory; near a threshold: queued, not awaited
     telemetry.record(cfg, ticket.info, usage, cost_micros, status, first_byte_ms)

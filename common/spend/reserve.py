@@ -51,6 +51,9 @@ class Reservation:
     caps: list[Cap] = field(default_factory=list)
     estimate_micros: int = 0
     held: bool = False
+    # Each cap's standing as the reserve saw it (before this request's hold): budget alerts
+    # decide from it, with no round trip, whether a settle can be near a threshold.
+    standings: list[Standing] = field(default_factory=list)
 
     @classmethod
     def unheld(cls) -> Reservation:
@@ -164,6 +167,7 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         blocked = [s for s in states if s.blocked] or states
         raise caps.cap_reached(max(blocked, key=lambda s: (s.reset_epoch, s.utilization)), reservation.at)
     reservation.held = True
+    reservation.standings = states
     return reservation, caps.allowed_headers(states)
 
 

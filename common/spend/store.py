@@ -108,6 +108,17 @@ def list_limits(
     return [_record(r) for r in rows], has_more
 
 
+def limits_page(db: Database, *, scope_type: str | None, limit: int, offset: int) -> tuple[list[LimitRecord], int]:
+    """One page of limits in creation order by offset, and how many there are in all (the console's pager)."""
+    where, args = ("scope_type = %s", [scope_type]) if scope_type else ("TRUE", [])
+    rows = db.execute(
+        f"SELECT {_RECORD} FROM spend_limits WHERE {where} ORDER BY seq LIMIT %s OFFSET %s",  # noqa: S608
+        (*args, limit, offset),
+    )
+    total = db.execute(f"SELECT count(*) FROM spend_limits WHERE {where}", tuple(args))  # noqa: S608
+    return [_record(r) for r in rows], int(total[0][0])
+
+
 def upsert_limit(
     db: Database, new_id: str, scope_type: str, scope_id: str, period: str, amount_micros: int, pooled: bool
 ) -> tuple[LimitRecord, bool]:
