@@ -25,7 +25,7 @@ import pytest
 from gateway import onboard
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", "2.1.330")
+VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", "2.1.333")
 PACKAGE = "@anthropic-ai/claude-code-linux-x64"
 CACHE = Path(os.environ.get("CLAUDE_CODE_E2E_CACHE", ROOT / ".cache" / "claude-code"))
 MANAGED = Path("/etc/claude-code/managed-settings.json")

@@ -39,7 +39,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 # The version these tests were checked with; the screens below are this version's.
-VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", "2.1.330")
+VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", "2.1.333")
 PACKAGE = "@anthropic-ai/claude-code-linux-x64"  # the native binary, no Node needed to run it
 CACHE = Path(os.environ.get("CLAUDE_CODE_E2E_CACHE", ROOT / ".cache" / "claude-code"))
 MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
