@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: run test lint bench token check clean browser
+.PHONY: run test lint bench token check clean browser tfcheck-schema
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,5 +51,11 @@ token: $(STAMP)
 check: $(STAMP)
 	@$(BIN)/python -m gateway check $(CONFIG)
 
+## make tfcheck-schema: rebuild the provider schemas of the offline terraform validate/plan (tests/deploy/tfcheck/README.md)
+tfcheck-schema: $(STAMP)
+	@$(BIN)/python -m pip download -q --disable-pip-version-check --no-deps -d .cache/tfcheck cdktn-provider-google==20.3.1 cdktn-provider-random==15.0.1
+	@$(BIN)/python tests/deploy/tfcheck/extract_schema.py .cache/tfcheck/cdktn_provider_google-20.3.1-py3-none-any.whl tests/deploy/tfcheck/schemas/google-7.46.1.json $$(cat tests/deploy/tfcheck/types.txt)
+	@$(BIN)/python tests/deploy/tfcheck/extract_schema.py .cache/tfcheck/cdktn_provider_random-15.0.1-py3-none-any.whl tests/deploy/tfcheck/schemas/random-3.9.1.json random_password
+
 clean:
-	rm -rf $(VENV) .venv-checkov .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-tfcheck .local .pytest_cache .mypy_cache .ruff_cache

@@ -137,16 +137,45 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
-    from gateway import onboard
+    from gateway import internal_networks, onboard
 
     try:
+        url: str | None = args.url
+        addresses: list[str] = list(args.gateway_address or [])
+        if args.terraform_output:
+            tf_url, external_ip = onboard.read_terraform_output(args.terraform_output)
+            url = url or tf_url
+            if external_ip:
+                addresses.append(external_ip)
+        if not url:
+            raise onboard.OnboardError("give --url (the gateway's origin) or --terraform-output FILE")
+        networks = onboard.external_networks(addresses, args.developer_network or []) if addresses else []
         if args.format == "mobileconfig":
-            sys.stdout.buffer.write(onboard.mobileconfig(args.url, args.organization))
+            sys.stdout.buffer.write(onboard.mobileconfig(url, args.organization, networks))
         else:
-            sys.stdout.write(onboard.settings_json(args.url))
-    except onboard.OnboardError as exc:
+            sys.stdout.write(onboard.settings_json(url, networks))
+        if networks:
+            host = onboard.gateway_origin(url).split("://", 1)[1]
+            print(
+                f"gatewayInternalNetworks {networks}: developers must sign in from a machine whose own address is "
+                f"inside it, straight to the gateway: list {host} in NO_PROXY where an HTTP proxy is set.",
+                file=sys.stderr,
+            )
+    except (onboard.OnboardError, internal_networks.NetworksError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from gateway import fingerprint
+
+    try:
+        der = fingerprint.fingerprint_file(args.cert) if args.cert else fingerprint.leaf_from_server(args.url)
+    except fingerprint.FingerprintError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    sys.stdout.write(fingerprint.report(der))
     return 0
 
 
@@ -202,10 +231,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("onboard", help="print the managed settings that send developers' Claude Code to the gateway")
-    p.add_argument("--url", required=True, help="the gateway's origin, e.g. https://claude-gw.corp.example.com")
+    p.add_argument("--url", help="the gateway's origin, e.g. https://claude-gw.corp.example.com")
+    p.add_argument(
+        "--terraform-output",
+        metavar="FILE",
+        help="`terraform output -json` saved to FILE: gives gateway_url and, external mode, external_ip",
+    )
+    p.add_argument(
+        "--gateway-address",
+        action="append",
+        metavar="IP",
+        help="external mode: the load balancer's public IPv4 address (terraform output external_ip); repeatable",
+    )
+    p.add_argument(
+        "--developer-network",
+        action="append",
+        metavar="CIDR",
+        help="external mode: the public block developer machines' own addresses are in; repeatable",
+    )
     p.add_argument("--format", choices=["json", "mobileconfig"], default="json")
     p.add_argument("--organization", default="Claude apps gateway", help="macOS profile organization name")
     p.set_defaults(func=cmd_onboard)
+
+    p = sub.add_parser(
+        "fingerprint", help="print the SHA-256 of the gateway's TLS leaf certificate, as Claude Code pins it"
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--url", help="read the certificate the gateway presents, e.g. https://claude-gw.corp.example.com"
+    )
+    source.add_argument("--cert", metavar="FILE", help="a PEM certificate (chain, leaf first), e.g. before a rotation")
+    p.set_defaults(func=cmd_fingerprint)
 
     p = sub.add_parser("serve", help="serve all three functions on one origin (containers, GKE)")
     p.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104

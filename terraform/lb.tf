@@ -7,6 +7,9 @@
 # VPC, certificate from Certificate Manager (DNS authorization).
 # internal = false: global external Application Load Balancer, Cloud Armor
 # allowlist of var.allowed_cidrs, Google-managed certificate.
+# var.certificate_source picks the certificate instead: Google-managed (renewed by
+# Google, each renewal re-pins every client), self-managed (uploaded from files,
+# rotated when you choose) or an existing one (var.certificate_id).
 
 resource "google_compute_region_network_endpoint_group" "gateway" {
   for_each = local.functions
@@ -73,7 +76,7 @@ resource "google_compute_region_url_map" "internal" {
 }
 
 resource "google_certificate_manager_dns_authorization" "internal" {
-  count = var.internal && var.certificate_id == "" ? 1 : 0
+  count = var.internal && var.certificate_source == "google-managed" ? 1 : 0
 
   project  = var.project_id
   name     = "${var.name_prefix}-dns-auth"
@@ -85,7 +88,7 @@ resource "google_certificate_manager_dns_authorization" "internal" {
 }
 
 resource "google_certificate_manager_certificate" "internal" {
-  count = var.internal && var.certificate_id == "" ? 1 : 0
+  count = var.internal && var.certificate_source == "google-managed" ? 1 : 0
 
   project  = var.project_id
   name     = var.name_prefix
@@ -116,7 +119,7 @@ resource "google_compute_region_target_https_proxy" "internal" {
   region                           = var.region
   url_map                          = google_compute_region_url_map.internal[0].id
   ssl_policy                       = google_compute_region_ssl_policy.internal[0].id
-  certificate_manager_certificates = [var.certificate_id != "" ? var.certificate_id : google_certificate_manager_certificate.internal[0].id]
+  certificate_manager_certificates = [local.certificate_manager_certificate]
 }
 
 resource "google_compute_address" "internal" {
@@ -239,7 +242,7 @@ resource "google_compute_url_map" "external" {
 }
 
 resource "google_compute_managed_ssl_certificate" "external" {
-  count = !var.internal && var.certificate_id == "" ? 1 : 0
+  count = !var.internal && var.certificate_source == "google-managed" ? 1 : 0
 
   project = var.project_id
   name    = var.name_prefix
@@ -261,18 +264,26 @@ resource "google_compute_ssl_policy" "external" {
 resource "google_compute_target_https_proxy" "external" {
   count = var.internal ? 0 : 1
 
-  project          = var.project_id
-  name             = var.name_prefix
-  url_map          = google_compute_url_map.external[0].id
-  ssl_policy       = google_compute_ssl_policy.external[0].id
-  ssl_certificates = [var.certificate_id != "" ? var.certificate_id : google_compute_managed_ssl_certificate.external[0].id]
+  project    = var.project_id
+  name       = var.name_prefix
+  url_map    = google_compute_url_map.external[0].id
+  ssl_policy = google_compute_ssl_policy.external[0].id
+  # A compute SSL certificate (Google-managed, or an existing one) or a Certificate Manager
+  # map (self-managed, or an existing Certificate Manager certificate); never both.
+  ssl_certificates = local.external_uses_map ? null : [
+    var.certificate_source == "google-managed" ? google_compute_managed_ssl_certificate.external[0].id : var.certificate_id
+  ]
+  certificate_map = local.external_uses_map ? "//certificatemanager.googleapis.com/${google_certificate_manager_certificate_map.external[0].id}" : null
 }
 
 resource "google_compute_global_address" "external" {
   count = var.internal ? 0 : 1
 
-  project = var.project_id
-  name    = var.name_prefix
+  project      = var.project_id
+  name         = var.name_prefix
+  address_type = "EXTERNAL"
+  ip_version   = "IPV4" # gatewayInternalNetworks holds IPv4 blocks only
+  address      = var.external_ip_address != "" ? var.external_ip_address : null
 }
 
 resource "google_compute_global_forwarding_rule" "external" {
@@ -285,4 +296,62 @@ resource "google_compute_global_forwarding_rule" "external" {
   port_range            = "443"
   ip_address            = google_compute_global_address.external[0].id
   target                = google_compute_target_https_proxy.external[0].id
+}
+
+# --- operator-supplied certificate (certificate_source = "self-managed" / "existing") ----
+
+locals {
+  # Certificate Manager certificate for an existing id given in that form.
+  existing_is_certificate_manager = var.certificate_source == "existing" && can(regex("/certificates/", var.certificate_id))
+  external_uses_map               = !var.internal && (var.certificate_source == "self-managed" || local.existing_is_certificate_manager)
+  certificate_manager_certificate = (
+    var.certificate_source == "self-managed" ? google_certificate_manager_certificate.operator[0].id :
+    var.certificate_source == "existing" ? var.certificate_id :
+    var.internal ? google_certificate_manager_certificate.internal[0].id : null
+  )
+  certificate_pem = var.certificate_source == "self-managed" ? file(var.certificate_file) : ""
+}
+
+# The operator's own certificate, uploaded from files. Its name carries a hash of the
+# certificate, so a new one is created (and attached) before the old one is deleted.
+# The private key is a write-only argument: sent to the API, never kept in the state.
+resource "google_certificate_manager_certificate" "operator" {
+  count = var.certificate_source == "self-managed" ? 1 : 0
+
+  project     = var.project_id
+  name        = "${var.name_prefix}-${substr(sha256(local.certificate_pem), 0, 10)}"
+  location    = var.internal ? var.region : "global"
+  description = "Operator-supplied certificate for ${var.domain}; rotating it makes every developer /login again."
+  labels      = var.labels
+
+  self_managed {
+    pem_certificate            = local.certificate_pem
+    pem_private_key_wo         = file(var.private_key_file)
+    pem_private_key_wo_version = sha256(local.certificate_pem)
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# The global external load balancer takes Certificate Manager certificates through a map.
+resource "google_certificate_manager_certificate_map" "external" {
+  count = local.external_uses_map ? 1 : 0
+
+  project     = var.project_id
+  name        = var.name_prefix
+  description = "Certificates of the Claude apps gateway (${var.domain})."
+  labels      = var.labels
+}
+
+resource "google_certificate_manager_certificate_map_entry" "external" {
+  count = local.external_uses_map ? 1 : 0
+
+  project      = var.project_id
+  name         = var.name_prefix
+  map          = google_certificate_manager_certificate_map.external[0].name
+  hostname     = var.domain
+  certificates = [local.certificate_manager_certificate]
+  labels       = var.labels
 }

@@ -8,6 +8,16 @@ output "load_balancer_ip" {
   value       = var.internal ? google_compute_address.internal[0].address : google_compute_global_address.external[0].address
 }
 
+output "external_ip" {
+  description = "internal = false: the external load balancer's public IPv4 address (null when internal). `python -m gateway onboard --terraform-output FILE` reads it from `terraform output -json` to write gatewayInternalNetworks."
+  value       = var.internal ? null : google_compute_global_address.external[0].address
+}
+
+output "certificate_source" {
+  description = "Where the TLS certificate comes from (google-managed, self-managed, existing): Claude Code pins its leaf, so a new certificate makes every developer /login again. `python -m gateway fingerprint --url` prints what they will be shown."
+  value       = var.certificate_source
+}
+
 output "certificate_dns_record" {
   description = "The DNS record that authorizes the Google-managed certificate (internal load balancer); create it in the public zone of var.domain."
   value = length(google_certificate_manager_dns_authorization.internal) > 0 ? {
@@ -18,7 +28,7 @@ output "certificate_dns_record" {
 }
 
 output "managed_settings" {
-  description = "managed-settings.json for developer machines (push with MDM; `python -m gateway onboard --url` prints the same)."
+  description = "managed-settings.json for developer machines (push with MDM; `python -m gateway onboard --url` prints the same). Internal mode only: an external gateway also needs gatewayInternalNetworks (`python -m gateway onboard --terraform-output`)."
   value = jsonencode({
     forceLoginMethod     = "gateway"
     forceLoginGatewayUrl = local.gateway_url

@@ -41,7 +41,7 @@ variable "domain" {
 }
 
 variable "internal" {
-  description = "true (default): a regional internal Application Load Balancer on the VPC (Claude Code signs in only to gateways on private addresses). false: a global external one behind a Cloud Armor IP allowlist."
+  description = "true (default): a regional internal Application Load Balancer on the VPC; developers reach it over VPN or Interconnect, and Claude Code's /login accepts its private address as it is. false: a global external one behind a Cloud Armor IP allowlist; /login refuses a public gateway address unless managed settings carry gatewayInternalNetworks, a public block holding both the gateway address and the developer machine's own address, reached without an HTTP proxy (`python -m gateway onboard --terraform-output`, docs/deploy.md)."
   type        = bool
   default     = true
 }
@@ -67,10 +67,76 @@ variable "allowed_cidrs" {
   }
 }
 
+variable "certificate_source" {
+  description = <<-EOT
+    Where the gateway's TLS certificate comes from. Claude Code pins the SHA-256 of the leaf
+    certificate per host name when a developer first trusts the gateway; any other certificate
+    fails every call until that developer runs /login again and trusts the new one.
+    "google-managed" (default): Google issues and renews it (about every 2-3 months, on Google's
+    schedule): each renewal signs the whole organisation out, unannounced.
+    "self-managed": Terraform uploads certificate_file and private_key_file (a certificate you
+    obtain, e.g. valid for a year) to Certificate Manager; it changes only when you replace the
+    files and apply, so you announce and schedule every re-login (docs/deploy.md, rotation).
+    "existing": serve certificate_id, a certificate you created and rotate outside Terraform.
+  EOT
+  type        = string
+  default     = "google-managed"
+
+  validation {
+    condition     = contains(["google-managed", "self-managed", "existing"], var.certificate_source)
+    error_message = "certificate_source must be google-managed, self-managed or existing."
+  }
+}
+
 variable "certificate_id" {
-  description = "Optional: an existing certificate to serve instead of the Google-managed one. Internal: a Certificate Manager certificate id in the region; external: a compute SSL certificate self link. Empty = Google-managed certificate for var.domain."
+  description = "certificate_source = \"existing\": the certificate to serve. A Certificate Manager certificate (projects/P/locations/L/certificates/NAME; L = var.region when internal, global when external), or, external only, a compute SSL certificate self link (projects/P/global/sslCertificates/NAME). Its rotation is yours: each new leaf certificate makes every developer /login again."
   type        = string
   default     = ""
+
+  validation {
+    condition     = (var.certificate_source == "existing") == (var.certificate_id != "")
+    error_message = "Set certificate_id exactly when certificate_source = \"existing\" (it is ignored otherwise, so an id left over from an earlier setup is refused instead)."
+  }
+
+  validation {
+    condition = var.certificate_id == "" || can(regex("^(//certificatemanager\\.googleapis\\.com/)?projects/[^/]+/locations/[^/]+/certificates/[^/]+$", var.certificate_id)) || (
+      !var.internal && can(regex("^(https://www\\.googleapis\\.com/compute/v1/)?projects/[^/]+/global/sslCertificates/[^/]+$", var.certificate_id))
+    )
+    error_message = "certificate_id must be a Certificate Manager certificate (projects/P/locations/L/certificates/NAME) or, with internal = false, a compute SSL certificate (projects/P/global/sslCertificates/NAME)."
+  }
+}
+
+variable "certificate_file" {
+  description = "certificate_source = \"self-managed\": path of the PEM certificate chain (leaf first, then intermediates) for var.domain. Replacing it and applying rotates the certificate: announce it first, every developer must /login again (docs/deploy.md)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = (var.certificate_source == "self-managed") == (var.certificate_file != "")
+    error_message = "Set certificate_file (and private_key_file) exactly when certificate_source = \"self-managed\"."
+  }
+}
+
+variable "private_key_file" {
+  description = "certificate_source = \"self-managed\": path of the certificate's PEM private key. Sent as a write-only argument: it is not stored in the Terraform state."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = (var.certificate_source == "self-managed") == (var.private_key_file != "")
+    error_message = "Set private_key_file (with certificate_file) exactly when certificate_source = \"self-managed\"."
+  }
+}
+
+variable "external_ip_address" {
+  description = "internal = false: a specific public IPv4 address for the load balancer, e.g. one from your own block brought to Google Cloud (BYOIP). Empty = Google assigns one. Claude Code's /login accepts a public gateway address only inside a gatewayInternalNetworks block that also holds the developer machine's own address (docs/deploy.md, external mode)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.external_ip_address == "" || can(cidrhost("${var.external_ip_address}/32", 0))
+    error_message = "external_ip_address must be an IPv4 address such as 198.51.100.10, or empty."
+  }
 }
 
 variable "network_cidr" {

@@ -16,14 +16,12 @@ See /work/shared/E2E.md (facts checked against the real CLI) and docs/e2e.md.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
@@ -37,10 +35,12 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
+from gateway import claude_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 # The version these tests were checked with; the screens below are this version's.
-VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", "2.1.330")
-PACKAGE = "@anthropic-ai/claude-code-linux-x64"  # the native binary, no Node needed to run it
+VERSION = os.environ.get("CLAUDE_CODE_E2E_VERSION", claude_cli.VERSION)
+
 CACHE = Path(os.environ.get("CLAUDE_CODE_E2E_CACHE", ROOT / ".cache" / "claude-code"))
 MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
 # Serialises e2e runs on one machine: the managed-settings file is machine-wide.
@@ -73,75 +73,9 @@ def prerequisites() -> None:
 # --- the CLI ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"another run holds {path} for more than {timeout:.0f}s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _version_of(binary: Path) -> str:
-    out = subprocess.run(
-        [str(binary), "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), "DISABLE_AUTOUPDATER": "1"},
-    )
-    return out.stdout.strip()
-
-
 def ensure_cli(version: str = VERSION, cache: Path = CACHE) -> Path:
-    """The pinned native `claude`, fetched with `npm pack` on first use and cached."""
-    target = cache / version / "claude"
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not installed")
-    with _file_lock(cache / ".fetch.lock", timeout=300):
-        if target.is_file():
-            return target
-        work = Path(tempfile.mkdtemp(prefix="fetch-", dir=cache))
-        try:
-            packed = subprocess.run(
-                [npm, "pack", "--silent", "--prefer-offline", f"{PACKAGE}@{version}"],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if packed.returncode != 0:
-                raise RuntimeError(f"npm pack {PACKAGE}@{version} failed: {packed.stderr.strip()[-1000:]}")
-            tarball = work / packed.stdout.strip().splitlines()[-1]
-            with tarfile.open(tarball) as archive:
-                member = archive.getmember("package/claude")
-                source = archive.extractfile(member)
-                assert source is not None
-                staged = work / "claude"
-                with staged.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-            staged.chmod(0o755)
-            found = _version_of(staged)
-            if not found.startswith(version):
-                raise RuntimeError(f"{PACKAGE}@{version} reports version {found!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+    """The pinned native `claude`, fetched with `npm pack` on first use and cached (gateway.claude_cli)."""
+    return claude_cli.ensure(version, cache)
 
 
 # --- machine-wide managed settings -----------------------------------------------------
@@ -150,7 +84,7 @@ def ensure_cli(version: str = VERSION, cache: Path = CACHE) -> Path:
 @contextlib.contextmanager
 def e2e_lock(timeout: float = 240) -> Iterator[None]:
     """One real-CLI run at a time on this machine (they share /etc/claude-code)."""
-    with _file_lock(LOCK_PATH, timeout):
+    with claude_cli.file_lock(LOCK_PATH, timeout):
         yield
 
 

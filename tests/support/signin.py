@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-USER_AGENT = "claude-code/2.1.330 (tests)"
+USER_AGENT = "claude-code/2.1.333 (tests)"
 
 
 def origin_of(url: str) -> str:
