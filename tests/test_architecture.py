@@ -187,7 +187,6 @@ SURFACE: dict[str, list[str]] = {
     "common.console": [
         "charts",
         "pages",
-        "queries",
         "web",
     ],
 }

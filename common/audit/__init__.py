@@ -2,8 +2,10 @@
 
 `records` is the whole surface and all SQL of the `audit_log` table:
 `record()` writes an event (a failed row is logged, never raised), `events()`
-reads a page of them newest first as `Event` rows; the admin API's
-`audit_log` handler only shapes them for HTTP.
+reads a page of them newest first as `Event` rows (for the admin API and the
+console), `count()` how many match the same filters, `actions()` the actions
+recorded; the admin API's `audit_log` handler and the console's audit page
+only shape them.
 """
 
 __all__ = [

@@ -3,7 +3,9 @@
 Sign-in events (device authorization, approval, denial, token issue, refresh,
 refusal, revocation) and every admin write go through `record()`. Never pass
 tokens or secrets: only identities, ids, addresses and before/after values.
-`events()` reads them back a page at a time (newest first) for the admin API.
+`events()` reads them back a page at a time (newest first) for the admin API
+and the console, `count()` how many match the same filters, `actions()` the
+distinct actions recorded.
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ class Event:
 _COLUMNS = "id, at, actor, action, target, client_ip, user_agent, before, after, detail"
 
 
+def _filters(
+    action: str | None, actor: str | None, target: str | None, action_prefix: str | None
+) -> tuple[list[str], list[Any]]:
+    """The conditions (constant SQL) and their arguments of the event filters: exact, or an action prefix."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("action", action), ("actor", actor), ("target", target)):
+        if value:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if action_prefix:
+        where.append("starts_with(action, %s)")
+        args.append(action_prefix)
+    return where, args
+
+
 def events(
     *,
     limit: int,
@@ -97,15 +115,7 @@ def events(
     `older_than` (an event id) pages on towards older events; `newer_than`
     pages back towards newer ones, still listed newest first.
     """
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("action", action), ("actor", actor), ("target", target)):
-        if value:
-            where.append(f"{column} = %s")
-            args.append(value)
-    if action_prefix:
-        where.append("starts_with(action, %s)")
-        args.append(action_prefix)
+    where, args = _filters(action, actor, target, action_prefix)
     if older_than is not None:
         where.append("id < %s")
         args.append(older_than)
@@ -123,3 +133,22 @@ def events(
         backwards=newer_than is not None,
     )
     return [Event(*r) for r in rows], has_more
+
+
+def count(
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    action_prefix: str | None = None,
+    db: pool.Database | None = None,
+) -> int:
+    """How many events match the filters of `events()` in all (whatever page is shown)."""
+    where, args = _filters(action, actor, target, action_prefix)
+    condition = " AND ".join(where) or "TRUE"
+    return int((db or pool.get()).execute(f"SELECT count(*) FROM audit_log WHERE {condition}", tuple(args))[0][0])  # noqa: S608
+
+
+def actions(db: pool.Database | None = None) -> list[str]:
+    """The distinct actions recorded (at most 200, in order): the console's filter suggestions."""
+    return [str(r[0]) for r in (db or pool.get()).execute("SELECT DISTINCT action FROM audit_log ORDER BY 1 LIMIT 200")]

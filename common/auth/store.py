@@ -252,6 +252,15 @@ def list_sessions(
     return [SessionRow(r[0], r[1], r[2], list(r[3] or []), *r[4:12]) for r in rows], has_more
 
 
+def latest_session_groups(email: str, db: pool.Database | None = None) -> tuple[tuple[str, ...], datetime] | None:
+    """The groups of the user's latest sign-in (`email` lower-case), and when it began (None: never signed in)."""
+    rows = (db or pool.get()).execute(
+        "SELECT groups, created_at FROM auth_sessions WHERE lower(email) = %s ORDER BY created_at DESC LIMIT 1",
+        (email,),
+    )
+    return (tuple(str(g) for g in rows[0][0] or ()), rows[0][1]) if rows else None
+
+
 def revoke_sessions(
     actor: str,
     reason: str,

@@ -1,8 +1,9 @@
 """The web console at /admin (served by the admin function): sign-in through the company IdP, overview, users, limits, audit log, alerts.
 
 `web` owns sign-in, the session cookie, CSRF, CSP and rendering; `pages` the
-page handlers; `charts` the server-side SVG; `queries` every SQL statement the
-console runs (to move into the spend package's store module).
+page handlers; `charts` the server-side SVG. The console has no SQL of its
+own: it reads through the modules that own the tables (`spend.store`,
+`auth.store`, `audit.records`).
 """
 
-__all__ = ["charts", "pages", "queries", "web"]
+__all__ = ["charts", "pages", "web"]

@@ -1,7 +1,8 @@
 """The console's pages: Overview, Users and a user, Limits, Audit log, Alerts.
 
 Figures come from the ledger's own functions (`ledger.period_spend`,
-`cached_limits`, `applicable_caps`, `standings`) and from `queries`; writes go
+`cached_limits`, `applicable_caps`, `standings`) and from the stores that own
+the tables (`spend.store`, `auth.store`, `audit.records`); writes go
 through the admin API's code (`spend_limits.upsert/change/remove`, the
 session store's `revoke`) with the API's validation, messages and audit rows.
 """
@@ -19,9 +20,10 @@ from flask import Response
 from common.admin import api, spend_limits
 from common.admin import sessions as admin_sessions
 from common.alerts import delivery
+from common.audit import records as audit_records
 from common.auth import revocation
 from common.auth import store as session_store
-from common.console import charts, queries
+from common.console import charts
 from common.console.web import BASE, Ctx, page, render
 from common.core import periods
 from common.core.errors import GatewayError
@@ -94,7 +96,7 @@ def _figures(now: datetime) -> list[PeriodFigure]:
     return out
 
 
-def _chart(series: queries.Series, first: date, title: str) -> tuple[Any, list[tuple[str, int]]]:
+def _chart(series: spend_store.Series, first: date, title: str) -> tuple[Any, list[tuple[str, int]]]:
     segments = [charts.Segment(r.day, r.model, r.cost_micros) for r in series.rows]
     return charts.stacked_days(segments, first, CHART_DAYS, title)
 
@@ -105,10 +107,10 @@ def overview(ctx: Ctx) -> Response:
     today = now.date()
     db = store.get()
     first = today - timedelta(days=CHART_DAYS - 1)
-    series = queries.daily_by_model(db, first, today)
+    series = spend_store.daily_by_model(db, first, today)
     svg, legend = _chart(series, first, f"Spend per day by model, last {CHART_DAYS} days")
     month_start = periods.start("monthly", today)
-    top, users_total, _ = queries.users_by_spend(db, month_start, today, "", 10, 0)
+    top, users_total, _ = spend_store.users_by_spend(db, month_start, today, "", 10, 0)
     return render(
         "overview.html",
         ctx=ctx,
@@ -148,10 +150,10 @@ def users(ctx: Ctx) -> Response:
     number = _int(args.get("page"), 1, 1, 100_000)
     today = periods.today()
     db = store.get()
-    rows, total, total_spend = queries.users_by_spend(
+    rows, total, total_spend = spend_store.users_by_spend(
         db, _window(window, today), today, search, PAGE_SIZE, (number - 1) * PAGE_SIZE
     )
-    seen = queries.last_seen(db, [r.email for r in rows])
+    seen = spend_store.last_seen(db, [r.email for r in rows])
     pages = max(1, -(-total // PAGE_SIZE))
 
     def link(n: int) -> str:
@@ -203,6 +205,16 @@ class CapView:
         return "organization"
 
 
+def _latest_groups(db: store.Database, email: str) -> tuple[str, ...]:
+    """The groups the user last signed in (or was metered) with: the newer of the two."""
+    found = [
+        g
+        for g in (session_store.latest_session_groups(email, db=db), spend_store.latest_usage_groups(db, email))
+        if g is not None
+    ]
+    return max(found, key=lambda g: g[1])[0] if found else ()
+
+
 @page(write=True)
 def user_item(ctx: Ctx) -> Response:
     rest = ctx.request.path[len(f"{BASE}/users/") :].strip("/")
@@ -216,17 +228,17 @@ def user_item(ctx: Ctx) -> Response:
     today = periods.today()
     db = store.get()
     first = today - timedelta(days=CHART_DAYS - 1)
-    series = queries.daily_by_model(db, first, today, user=email)
+    series = spend_store.daily_by_model(db, first, today, user=email)
     svg, legend = _chart(series, first, f"{email}: spend per day by model, last {CHART_DAYS} days")
-    groups = queries.latest_groups(db, email) or ()
+    groups = _latest_groups(db, email)
     cfg = ctx.cfg
     caps = spend_caps.applicable_caps(cfg, Identity(sub=email, email=email, groups=groups), spend_caps.cached_limits())
     standings = [CapView(s) for s in spend_caps.standings(db, caps, today)]
     rows, _ = session_store.list_sessions(email=email, active_only=False, limit=20)
     sessions = [admin_sessions.render(row) for row in rows]
     before_id = _int(ctx.request.args.get("before"), 0, 0, 2**62)
-    cursor = queries.request_cursor(db, before_id) if before_id else None
-    requests_page, more = queries.recent_requests(db, email, cursor, PAGE_SIZE)
+    cursor = spend_store.request_cursor(db, before_id) if before_id else None
+    requests_page, more = spend_store.recent_requests(db, email, cursor, PAGE_SIZE)
     older = f"{BASE}/users/{quote(email)}?before={requests_page[-1].id}#requests" if more and requests_page else None
     return render(
         "user.html",
@@ -370,7 +382,11 @@ def audit(ctx: Ctx) -> Response:
     filters = {name: args.get(name, "")[:200].strip() for name in ("action", "actor", "target")}
     older = _int(args.get("before"), 0, 0, 2**62) or None
     db = store.get()
-    rows, more, total = queries.audit_page(db, filters, older, 50)
+    prefix, actor, target = filters["action"] or None, filters["actor"] or None, filters["target"] or None
+    total = audit_records.count(action_prefix=prefix, actor=actor, target=target, db=db)
+    rows, more = audit_records.events(
+        limit=50, action_prefix=prefix, actor=actor, target=target, older_than=older, db=db
+    )
     next_link = f"{BASE}/audit?" + urlencode({**filters, "before": rows[-1].id}) if more and rows else None
     return render(
         "audit.html",
@@ -378,7 +394,7 @@ def audit(ctx: Ctx) -> Response:
         rows=rows,
         total=total,
         filters=filters,
-        actions=queries.audit_actions(db),
+        actions=audit_records.actions(db),
         next_link=next_link,
         first_link=f"{BASE}/audit?" + urlencode(filters) if older else None,
         nav="audit",
