@@ -95,7 +95,7 @@ class EmbeddedPostgres:
         owner = _owner()
         _open_prefixes(self.datadir)
         _chown_tree(self.datadir, owner)
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(_bin("initdb")),
                 "-D",
@@ -106,11 +106,15 @@ class EmbeddedPostgres:
                 "--encoding=UTF8",
                 "--no-sync",
             ],
-            check=True,
+            check=False,
             capture_output=True,
             user=self._ids()[0],
             group=self._ids()[1],
         )
+        if done.returncode != 0:
+            # Say why: initdb's own words (e.g. a data directory its user cannot reach).
+            detail = (done.stderr or done.stdout).decode(errors="replace").strip()[-1500:]
+            raise RuntimeError(f"initdb failed for {self.datadir} (exit {done.returncode}): {detail}")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server in the foreground of a child process and wait until it answers."""

@@ -91,7 +91,7 @@ def test_readyz_follows_the_database(tmp_path: Path) -> None:
     """/readyz is 503 while the database is down and 200 once it is back."""
     from gateway import local
 
-    server = devdb.start(tmp_path / "pg")
+    server = devdb.start()  # its own temp dir: pytest resets tmp_path's root to 0700, out of postgres's reach
     try:
         url = server.create_database("gw")
         path = write_config(tmp_path, base_config(url))

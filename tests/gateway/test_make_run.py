@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import psutil
+import pytest
 import requests
-from support import free_port
+from support import free_port, local_state_dir
 
 from gateway import devdb
 
@@ -20,11 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBES = ["/healthz", "/_gateway/auth/healthz", "/_gateway/messages/readyz", "/_gateway/admin/readyz"]
 
 
-def test_run_serves_every_function_and_stops_everything(tmp_path: Path) -> None:
+@pytest.fixture
+def local() -> Iterator[Path]:
+    with local_state_dir() as path:
+        yield path
+
+
+def test_run_serves_every_function_and_stops_everything(local: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "GATEWAY_LOCAL_DIR": str(tmp_path / "local")}
+    env = {**os.environ, "PORT": str(port), "GATEWAY_LOCAL_DIR": str(local)}
     env.pop("GATEWAY_CONFIG", None)
-    process = _start_run(port, tmp_path / "local")
+    process = _start_run(port, local)
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     children: list[psutil.Process] = []
@@ -108,8 +116,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
         raise
 
 
-def test_run_recovers_from_a_stale_postgres_and_refuses_a_second_live_run(tmp_path: Path) -> None:
-    local = tmp_path / "local"
+def test_run_recovers_from_a_stale_postgres_and_refuses_a_second_live_run(local: Path) -> None:
     # What a hard-killed `make run` leaves behind: its PostgreSQL still running on .local/pgdata.
     orphan = devdb.EmbeddedPostgres(datadir=local / "pgdata", port=devdb.free_port())
     orphan.start()

@@ -351,7 +351,7 @@ def test_usage_severity_follows_the_thresholds(gateway: Path) -> None:
 def own_server(tmp_path: Path) -> Iterator[Any]:
     from gateway import devdb
 
-    server = devdb.start(tmp_path / "pg")
+    server = devdb.start()  # its own temp dir: pytest resets tmp_path's root to 0700, out of postgres's reach
     try:
         yield server
     finally:

@@ -142,3 +142,20 @@ def parsed_config(extra: dict[str, Any] | None = None) -> Any:
 
     data = deep_merge(base_config("postgresql://postgres@127.0.0.1:1/x"), extra or {})
     return config.parse(yaml.safe_dump(data), "t").config
+
+
+@contextmanager
+def local_state_dir() -> Iterator[Path]:
+    """A fresh directory for a `make run`'s .local state that PostgreSQL's own user can reach, removed after.
+
+    Not under `tmp_path`: every pytest session resets its root (/tmp/pytest-of-<user>) to
+    0700, which locks the unprivileged server user out of a data directory below it.
+    """
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="gateway-local-"))
+    try:
+        yield base / "local"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
