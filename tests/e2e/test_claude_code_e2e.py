@@ -8,6 +8,7 @@ HOME. See docs/e2e.md. Skipped plainly without root/tmux/npm, failed under CI=tr
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -359,3 +360,40 @@ def test_cli_telemetry_reaches_the_collector_with_the_verified_identity(
         a["model"] == "claude-opus-4-7" and a["type"] == "input" and a["user.email"] == gateway_stack.USER["email"]
         for _, a, _ in own
     ), own
+
+
+def test_usage_shows_the_dollars_of_a_capped_user(
+    claude: Path, gateway: gateway_stack.Stack, login: Login, tmp_path: Path
+) -> None:
+    """The real CLI's `/usage` shows a capped user's dollars from our /api/oauth/usage (Claude Code 2.1.333)."""
+    from support import ADMIN_WRITE_KEY
+
+    limits = f"{gateway.url}/v1/organizations/spend_limits"
+    made = requests.post(
+        limits,
+        json={"scope": {"type": "user", "user_id": gateway_stack.USER["email"]}, "period": "daily", "amount": "400"},
+        headers={"x-api-key": ADMIN_WRITE_KEY},
+        timeout=10,
+    )
+    assert made.status_code in (200, 201), made.text
+    home = copy_home(login, tmp_path)
+    tmux = cc.Tmux()
+    try:
+        # One metered request first: its response headers are what the CLI pairs the dollars with.
+        done = cc.run_print(claude, home, login.result.workdir, "hi")
+        assert done.returncode == 0, answer_of(done)
+        mark = gateway.mark()
+        tmux.start([str(claude)], login.result.workdir, cc.environment(home))
+        tmux.wait_for(cc.PROMPT, 60, what="the prompt")
+        tmux.type("/usage")
+        time.sleep(0.5)
+        tmux.send("Enter")
+        screen = tmux.wait_for(
+            re.compile(r"\$[\d.,]+ / \$4(?:\.00)? spent today"), 30, what="the spend limit in dollars on /usage"
+        )
+        assert "Spend limit" in screen, screen
+        served = [r for r in gateway.since(mark) if r["path"] == "/api/oauth/usage"]
+        assert served and all(r["status"] == 200 for r in served), gateway.since(mark)
+    finally:
+        tmux.stop()
+        requests.delete(f"{limits}/{made.json()['id']}", headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10)
