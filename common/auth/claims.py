@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from common import config
+from common.auth.oidc import IdpUnavailable
 from common.config import Config, GoogleGroups, is_loopback_url
 from common.core import logs
 
@@ -132,12 +133,16 @@ def directory_groups(cfg: Config, email: str) -> list[str]:
     groups: list[str] = []
     with _directory_session(cfg) as http:
         for _ in range(50):  # 10,000 groups is more than enough
-            response = http.get(url, params=params, timeout=10)
+            try:
+                response = http.get(url, params=params, timeout=10)
+            except Exception as exc:  # requests' and google-auth's transport and credential errors alike
+                raise IdpUnavailable(f"the Directory API did not answer: {type(exc).__name__}") from None
             if response.status_code == 404:
                 raise Refused(f"{email} is not a user of the Google Workspace directory.")
             if response.status_code != 200:
+                # Not the user's fault (an outage, a quota, our delegation): never a refusal that revokes.
                 logs.error("directory API error", status=response.status_code, body=response.text[:300])
-                raise Refused("The gateway could not read your groups from Google Workspace; try again later.")
+                raise IdpUnavailable(f"the Directory API answered {response.status_code}")
             body = response.json()
             groups.extend(g["email"] for g in body.get("groups", []) if isinstance(g.get("email"), str))
             token = body.get("nextPageToken")

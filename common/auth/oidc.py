@@ -8,6 +8,12 @@ a reload that changes `oidc.issuer` can never be answered from the old IdP's
 documents; an unknown `kid` refetches the JWKS (at most every 30 s) so the IdP
 can rotate keys. The refresh grant is the off-boarding hook: a
 user the IdP no longer knows cannot refresh.
+
+Two kinds of failure: `IdpError` is a definitive answer (the IdP refused
+the grant with an OAuth error, userinfo refused the user, an ID token does
+not verify); `IdpUnavailable` (a subclass) is no answer (transport errors,
+timeouts, 5xx, 429, a body that is not an OAuth answer) and must never cost
+a user their session.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ class IdpError(Exception):
     """The IdP refused, failed, or sent something that does not verify."""
 
 
+class IdpUnavailable(IdpError):
+    """The IdP gave no answer (unreachable, timed out, 5xx, 429): try again later; refuse nobody over it."""
+
+
+# OAuth error codes that mean "not now" rather than "no" (RFC 6749 §4.1.2.1).
+TEMPORARY_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error", "slow_down"})
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     claims: dict[str, Any]
@@ -62,7 +76,7 @@ class Provider:
                     response.raise_for_status()
                     data = response.json()
                 except (requests.RequestException, ValueError) as exc:
-                    raise IdpError(f"OIDC discovery at {url} failed: {type(exc).__name__}") from None
+                    raise IdpUnavailable(f"OIDC discovery at {url} failed: {type(exc).__name__}") from None
                 if data.get("issuer") != self.issuer:
                     raise IdpError(f"the IdP's discovery names issuer {data.get('issuer')!r}, not {self.issuer!r}")
                 self._metadata, self._metadata_at = data, time.monotonic()
@@ -83,7 +97,7 @@ class Provider:
             response.raise_for_status()
             keyset = KeySet.import_key_set(response.json())
         except (requests.RequestException, ValueError, JoseError) as exc:
-            raise IdpError(f"cannot read the IdP's JWKS: {type(exc).__name__}") from None
+            raise IdpUnavailable(f"cannot read the IdP's JWKS: {type(exc).__name__}") from None
         with self._lock:
             self._jwks, self._jwks_at = keyset, time.monotonic()
         return keyset
@@ -142,7 +156,9 @@ def refresh(cfg: Config, refresh_token: str) -> Result:
         with _client(cfg) as client:
             token = client.refresh_token(endpoint, refresh_token=refresh_token)
     except Exception as exc:
-        raise IdpError(f"the IdP refused the refresh: {_describe(exc)}") from None
+        if _definitive(exc):
+            raise IdpError(f"the IdP refused the refresh: {_describe(exc)}") from None
+        raise IdpUnavailable(f"the IdP did not answer the refresh: {_describe(exc)}") from None
     claims: dict[str, Any] = {}
     id_token = token.get("id_token")
     if isinstance(id_token, str):
@@ -192,13 +208,31 @@ def _with_userinfo(cfg: Config, claims: dict[str, Any], access_token: Any, force
     try:
         response = requests.get(endpoint, headers={"Authorization": f"Bearer {access_token}"}, timeout=TIMEOUT)
     except requests.RequestException as exc:
-        raise IdpError(f"userinfo failed: {type(exc).__name__}") from None
-    if response.status_code != 200:
+        raise IdpUnavailable(f"userinfo failed: {type(exc).__name__}") from None
+    if response.status_code in (401, 403):
         raise IdpError(f"userinfo refused the user ({response.status_code})")
-    info = response.json()
+    if response.status_code != 200:
+        raise IdpUnavailable(f"userinfo answered {response.status_code}")
+    try:
+        info = response.json()
+    except ValueError:
+        raise IdpUnavailable("userinfo answered something that is not JSON") from None
+    if not isinstance(info, dict):
+        raise IdpUnavailable("userinfo answered something that is not a JSON object")
     if claims and info.get("sub") != claims.get("sub"):
         raise IdpError("userinfo answered for another subject")
     return {**info, **claims} if claims else dict(info)
+
+
+def _definitive(exc: Exception) -> bool:
+    """Did the token endpoint answer with an OAuth error (a refusal), rather than fail to answer?
+
+    authlib raises its OAuthError (with `.error`) only for a JSON error body of a
+    non-5xx reply; 5xx, non-JSON bodies and transport failures arrive as
+    requests' exceptions or ValueError.
+    """
+    error = getattr(exc, "error", None)
+    return isinstance(error, str) and error not in TEMPORARY_OAUTH_ERRORS
 
 
 def _describe(exc: Exception) -> str:

@@ -50,13 +50,29 @@ def hit(bucket: str, limit: RateLimit, db: pool.Database | None = None) -> tuple
     return int(rows[0][0]), start + window - now
 
 
+def current(bucket: str, limit: RateLimit, db: pool.Database | None = None) -> tuple[int, int]:
+    """(hits so far, seconds until the window ends) of `bucket`'s current window, counting nothing."""
+    now = int(time.time())
+    window = max(1, limit.window_seconds)
+    start = now - now % window
+    rows = (db or pool.get()).execute(
+        "SELECT hits FROM rate_limits WHERE bucket = %s AND window_start = to_timestamp(%s)", (bucket, start)
+    )
+    return (int(rows[0][0]) if rows else 0), start + window - now
+
+
+def refusal(what: str, retry_after: int) -> OAuthError:
+    """The 429 `slow_down` a bucket past its limit answers."""
+    return OAuthError(
+        "slow_down",
+        f"Too many {what} from your address; try again in {retry_after} seconds.",
+        status=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def check(bucket: str, limit: RateLimit, what: str, db: pool.Database | None = None) -> None:
     """Raise a 429 `slow_down` OAuth error once `bucket` exceeds `limit` in its window."""
     hits, retry_after = hit(bucket, limit, db)
     if hits > limit.max:
-        raise OAuthError(
-            "slow_down",
-            f"Too many {what} from your address; try again in {retry_after} seconds.",
-            status=429,
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise refusal(what, retry_after)

@@ -45,11 +45,12 @@ def prune_device_codes(db: pool.Database | None = None) -> None:
     (db or pool.get()).execute("DELETE FROM device_codes WHERE expires_at < now() - interval '1 day'")
 
 
-def pending_device_code(user_code: str, db: pool.Database | None = None) -> bool:
-    """Is `user_code` a live code still waiting for the browser?"""
+def pending_device_code(user_code: str, issued_to: str | None = None, db: pool.Database | None = None) -> bool:
+    """Is `user_code` a live code still waiting for the browser (and, with `issued_to`, issued to that address)?"""
     rows = (db or pool.get()).execute(
-        "SELECT 1 FROM device_codes WHERE user_code = %s AND status = 'pending' AND expires_at > now()",
-        (user_code,),
+        "SELECT 1 FROM device_codes WHERE user_code = %s AND status = 'pending' AND expires_at > now()"
+        " AND (%s::text IS NULL OR client_ip = %s::text)",
+        (user_code, issued_to, issued_to),
     )
     return bool(rows)
 
@@ -144,27 +145,51 @@ def open_session(
 
 @dataclass(frozen=True, slots=True)
 class RefreshClaim:
-    """A presented refresh token, marked used, and the state of its family."""
+    """A presented refresh token and the state of its family, as one claim found them.
 
-    replayed: bool  # it had been used before: a leaked token
+    `state` is `claimed` (this request holds the lease: it alone re-checks the
+    user and rotates), `busy` (another request holds a live lease: wait for its
+    successor) or `rotated` (already used; `successor_sealed` is the response
+    that rotated it while `session.refresh_grace_seconds` has not passed, else None).
+    """
+
+    state: str
     session_id: str
     email: str
     revoked: bool
     expired: bool
     sealed_idp_refresh: str | None
+    successor_sealed: str | None
 
 
-def claim_refresh_token(token_hash: str, db: pool.Database | None = None) -> RefreshClaim | None:
-    """Mark the token used (one statement); its previous `used_at` tells a first use from a replay. None if unknown."""
+def claim_refresh_token(
+    token_hash: str, claim: str, lease_seconds: float, grace_seconds: float, db: pool.Database | None = None
+) -> RefreshClaim | None:
+    """Take the token's rotation lease unless it is used or leased; one statement, row-locked. None if unknown.
+
+    A lease older than `lease_seconds` is abandoned (its holder died) and can be taken over.
+    """
     rows = (db or pool.get()).execute(
-        "WITH old AS (SELECT token_hash, used_at FROM refresh_tokens WHERE token_hash = %s FOR UPDATE)"
-        " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
+        "WITH old AS (SELECT token_hash, used_at, claimed_at, successor_sealed,"
+        "   used_at IS NULL AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => %s)) AS won"
+        "   FROM refresh_tokens WHERE token_hash = %s FOR UPDATE)"
+        " UPDATE refresh_tokens r SET claim = CASE WHEN old.won THEN %s ELSE r.claim END,"
+        "   claimed_at = CASE WHEN old.won THEN now() ELSE r.claimed_at END"
         " FROM old, auth_sessions s WHERE r.token_hash = old.token_hash AND s.id = r.session_id"
-        " RETURNING old.used_at IS NOT NULL, s.id, s.email, s.revoked_at IS NOT NULL, s.expires_at <= now(),"
-        "   s.idp_refresh",
-        (token_hash,),
+        " RETURNING CASE WHEN old.won THEN 'claimed' WHEN old.used_at IS NULL THEN 'busy' ELSE 'rotated' END,"
+        "   s.id, s.email, s.revoked_at IS NOT NULL, s.expires_at <= now(), s.idp_refresh,"
+        "   CASE WHEN old.used_at >= now() - make_interval(secs => %s) THEN old.successor_sealed END",
+        (lease_seconds, token_hash, claim, grace_seconds),
     )
     return RefreshClaim(*rows[0]) if rows else None
+
+
+def release_refresh_claim(token_hash: str, claim: str, db: pool.Database | None = None) -> None:
+    """Give the lease back unused (a temporary failure): the token stays valid for the client's retry."""
+    (db or pool.get()).execute(
+        "UPDATE refresh_tokens SET claim = NULL, claimed_at = NULL WHERE token_hash = %s AND claim = %s",
+        (token_hash, claim),
+    )
 
 
 def rotate_session(
@@ -174,16 +199,40 @@ def rotate_session(
     groups: Sequence[str],
     sealed_idp_refresh: str | None,
     ttl_seconds: int,
+    old_token_hash: str,
+    claim: str,
+    successor_sealed: str,
+    grace_seconds: float,
     new_token_hash: str,
     db: pool.Database | None = None,
 ) -> bool:
-    """One statement: refresh the family's user and expiry and add its next refresh token; False if it was revoked meanwhile."""
+    """One statement: retire the leased token (keeping its sealed successor for the grace window),
+    refresh the family's user and expiry, add its next refresh token, and clear successors older
+    than the window. False when the lease was lost or the family revoked meanwhile.
+    """
     rows = (db or pool.get()).execute(
-        "WITH s AS (UPDATE auth_sessions SET last_refresh_at = now(), sub = %s, email = %s, groups = %s::jsonb,"
+        "WITH t AS (UPDATE refresh_tokens SET used_at = now(), claim = NULL, claimed_at = NULL, successor_sealed = %s"
+        "   WHERE token_hash = %s AND session_id = %s AND claim = %s AND used_at IS NULL RETURNING session_id),"
+        " s AS (UPDATE auth_sessions SET last_refresh_at = now(), sub = %s, email = %s, groups = %s::jsonb,"
         "   idp_refresh = %s, expires_at = now() + make_interval(secs => %s)"
-        "   WHERE id = %s AND revoked_at IS NULL RETURNING id)"
+        "   WHERE id = (SELECT session_id FROM t) AND revoked_at IS NULL RETURNING id),"
+        # Rows `t` retires are unused in this statement's snapshot, so this never touches them.
+        " c AS (UPDATE refresh_tokens SET successor_sealed = NULL WHERE session_id = (SELECT id FROM s)"
+        "   AND successor_sealed IS NOT NULL AND used_at < now() - make_interval(secs => %s))"
         " INSERT INTO refresh_tokens (token_hash, session_id) SELECT %s, id FROM s RETURNING session_id",
-        (sub, email, json.dumps(list(groups)), sealed_idp_refresh, ttl_seconds, session_id, new_token_hash),
+        (
+            successor_sealed,
+            old_token_hash,
+            session_id,
+            claim,
+            sub,
+            email,
+            json.dumps(list(groups)),
+            sealed_idp_refresh,
+            ttl_seconds,
+            grace_seconds,
+            new_token_hash,
+        ),
     )
     return bool(rows)
 

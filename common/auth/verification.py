@@ -12,7 +12,7 @@ Defences: a CSRF token (HMAC of a random cookie) on every POST plus an
 carries a code); cookies `HttpOnly`, `SameSite=Lax` (the IdP's redirect back
 is a cross-site navigation), and `Secure` with a `__Host-` name on https.
 The OIDC state, nonce and PKCE verifier travel in a sealed (AES-GCM) cookie,
-so any instance can finish the flow. Code entry is rate-limited per client IP.
+so any instance can finish the flow. Wrong code entries are rate-limited per client IP.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from common.auth import claims, crypto, oidc, ratelimit, store
 from common.auth.context import MAX_FORM_BYTES, Caller
 from common.config import Config
 from common.core import logs
-from common.core.errors import OAuthError
 
 CSRF_PURPOSE = b"device-csrf"
 STATE_PURPOSE = b"device-oidc-state"
@@ -186,18 +185,26 @@ def submit(request: Request) -> Response:
         return _page(
             cfg, "Request refused", '<p>The page expired. <a href="/device">Open it again</a> and retry.</p>', 403
         )
-    try:
-        ratelimit.check(f"device_verify:{caller.ip}", cfg.rate_limits.device_verify, "code entries")
-    except OAuthError as exc:
-        response = _page(cfg, "Too many attempts", f"<p>{html.escape(exc.description or '')}</p>", 429)
-        response.headers.update(exc.headers)
-        return response
     typed = request.form.get("user_code", "")[:40]
     action = request.form.get("action", "approve")
     _, token, _ = _csrf_pair(cfg, request)
     user_code = crypto.normalize_user_code(typed)
-    if user_code is None or not store.pending_device_code(user_code):
-        caller.audit("device.code_rejected", actor="anonymous", target=typed[:12])
+    # Only failed entries count against an address, and a correct code is looked up before the
+    # address is refused, so wrong guesses behind one NAT never lock out a colleague's valid code.
+    # Past the limit an address may still complete codes issued to that same address (Claude Code
+    # and the browser behind one NAT), so guessing other people's codes stays bounded by the limit.
+    limit = cfg.rate_limits.device_verify
+    bucket = f"device_verify:{caller.ip}"
+    failures, retry_after = ratelimit.current(bucket, limit)
+    over = failures >= limit.max
+    if user_code is None or not store.pending_device_code(user_code, issued_to=caller.ip if over else None):
+        failures, retry_after = ratelimit.hit(bucket, limit)
+        caller.audit("device.code_rejected", actor="anonymous", target=typed[:12], limited=over)
+        if failures > limit.max:
+            exc = ratelimit.refusal("wrong code entries", retry_after)
+            response = _page(cfg, "Too many attempts", f"<p>{html.escape(exc.description or '')}</p>", 429)
+            response.headers.update(exc.headers)
+            return response
         return _page(
             cfg,
             "Sign in to Claude Code",
@@ -278,6 +285,19 @@ def callback(request: Request) -> Response:
             cfg, request.args["code"], str(state["v"]), f"{cfg.public_url}/device/callback", str(state["n"])
         )
         user = claims.user_from_claims(cfg, result.claims)
+    except oidc.IdpUnavailable as exc:
+        # No answer is not a refusal: the code stays pending, so the user can simply try again.
+        logs.warning("OIDC sign-in deferred: the IdP did not answer", error=str(exc))
+        caller.audit("device.refused", actor="anonymous", target=shown, reason="idp_unavailable")
+        return _done(
+            cfg,
+            _page(
+                cfg,
+                "Sign-in unavailable",
+                '<p>The identity provider cannot be reached. <a href="/device">Try again</a> shortly.</p>',
+                503,
+            ),
+        )
     except oidc.IdpError as exc:
         logs.warning("OIDC sign-in failed", error=str(exc))
         store.settle_device_code(user_code, "denied")

@@ -58,6 +58,11 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
             )
     if cfg.session.ttl_hours <= 0 or cfg.session.ttl_hours > 24:
         errors.append(f"session.ttl_hours: expected a number in (0, 24], got {cfg.session.ttl_hours!r}")
+    if not 0 <= cfg.session.refresh_grace_seconds <= 600:
+        errors.append(
+            f"session.refresh_grace_seconds: expected seconds in [0, 600], got {cfg.session.refresh_grace_seconds!r}"
+            " (0 turns the grace off: any reuse of a rotated refresh token revokes the session)"
+        )
 
     if cfg.store.postgres_url is None and cfg.store.cloud_sql is None:
         errors.append("store: set store.postgres_url (any Postgres) or store.cloud_sql (Cloud SQL connector)")

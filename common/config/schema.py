@@ -94,6 +94,8 @@ class Session(_Base, frozen=True):
     audience: str = "claude-gateway"
     # (ours) how stale an instance's list of revoked sessions may be, in seconds
     revocation_cache_seconds: float = 5.0
+    # (ours) how long a rotated refresh token still returns its successor (concurrent refresh, retries)
+    refresh_grace_seconds: float = 60.0
 
     @property
     def secrets(self) -> list[str]:

@@ -4,7 +4,8 @@
 own cache makes later installs offline), runs `idp_server.mjs` (the server
 plus a small user directory with a control endpoint) and returns a handle:
 `.issuer`, `.stop()`, `.set_user(email, groups=…, email_verified=…, disabled=…)`,
-`.remove_user(email)`, `.login_as(email)`. Removing or disabling a user makes
+`.remove_user(email)`, `.login_as(email)`, `.fail(status)` (every OIDC endpoint
+answers `status`, e.g. 500; `0` heals it). Removing or disabling a user makes
 the IdP refuse that user's refresh_token grant, like a real off-boarding.
 """
 
@@ -78,6 +79,10 @@ class Idp:
     def login_as(self, email: str) -> None:
         """The user the next /authorize signs in (the IdP has no login form)."""
         self._control("PUT", "login_as", {"email": email})
+
+    def fail(self, status: int) -> None:
+        """An outage: every OIDC endpoint answers `status` (an HTML body, as a broken proxy would); 0 heals."""
+        self._control("PUT", "fail", {"status": status})
 
     def users(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._control("GET", "users")

@@ -11,6 +11,8 @@
 //   PUT    /_control/users/<email>         body {sub?, email_verified?, groups?, disabled?, claims?}
 //   DELETE /_control/users/<email>         removes the user (refresh grants then fail)
 //   PUT    /_control/login_as              body {email}: who the next /authorize signs in
+//   PUT    /_control/fail                  body {status}: every OIDC endpoint answers that status
+//                                          (e.g. 500, an IdP outage); {status: 0} heals it
 // `/authorize?login_hint=<email>` also picks the user for that one sign-in.
 
 import http from "node:http";
@@ -24,6 +26,7 @@ const { OAuth2Issuer, OAuth2Service } = await import(
 
 const users = new Map(); // email -> {sub, email, email_verified, groups, disabled, claims}
 let loginAs = null;
+let failStatus = 0; // non-zero: the IdP is "down" and answers every OIDC request with it
 for (const user of JSON.parse(usersArg || "[]")) upsert(user.email, user);
 
 const codes = new Map(); // authorization code -> email
@@ -123,6 +126,10 @@ function control(req, res) {
       if (loginAs === parts[2]) loginAs = users.keys().next().value ?? null;
       return send(existed ? 200 : 404, { removed: existed });
     }
+    if (parts[1] === "fail" && req.method === "PUT") {
+      failStatus = Number(body.status) || 0;
+      return send(200, { fail: failStatus });
+    }
     if (parts[1] === "login_as" && req.method === "PUT" && users.has(body.email)) {
       loginAs = body.email;
       return send(200, { login_as: loginAs });
@@ -133,6 +140,10 @@ function control(req, res) {
 
 const server = http.createServer((req, res) => {
   if (req.url.startsWith("/_control/")) return control(req, res);
+  if (failStatus) {
+    res.writeHead(failStatus, { "content-type": "text/html" });
+    return res.end("<html><body>upstream connect error</body></html>");
+  }
   return service.requestHandler(req, res);
 });
 server.listen(Number(portArg || 0), "127.0.0.1", () => {

@@ -22,7 +22,8 @@ from common.db import pool as store
 from gateway.standins import idp as idp_standin
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-ALPHABET = set("BCDFGHJKLMNPQRSTVWXZ")
+ALPHABET_ORDER = "BCDFGHJKLMNPQRSTVWXZ"
+ALPHABET = set(ALPHABET_ORDER)
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +245,7 @@ def test_email_domain_gate(gw: Gateway) -> None:
 # --- refresh tokens and revocation ------------------------------------------------------------
 
 
+@config({"session": {"refresh_grace_seconds": 0}})
 def test_refresh_token_reuse_revokes_the_family(gw: Gateway) -> None:
     tokens = gw.sign_in()
     first = signin.refresh(gw.base, tokens["refresh_token"])
@@ -367,3 +369,195 @@ def test_admin_lists_and_revokes_sessions(gw: Gateway) -> None:
     bad = requests.post(f"{url}/revoke", json={}, headers={"x-api-key": ADMIN_WRITE_KEY}, timeout=10)
     assert bad.status_code == 400 and bad.json()["type"] == "error"
     assert requests.get(url, timeout=10).status_code == 401
+
+
+# --- sessions that survive IdP blips and concurrent refresh (issue 14, findings 9-11) ------------
+
+
+def _bearer_accepted(access_token: str) -> bool:
+    from flask import Flask, request
+
+    from common import config
+    from common.auth import sessions
+    from common.core import errors
+
+    time.sleep(0.3)  # past revocation_cache_seconds: a revocation would show by now
+    with Flask("t").test_request_context("/v1/models", headers={"Authorization": f"Bearer {access_token}"}):
+        try:
+            sessions.authenticate(request, config.current())
+        except errors.GatewayError:
+            return False
+    return True
+
+
+def _revoked() -> list[tuple[Any, ...]]:
+    return store.get().execute("SELECT id, revoke_reason FROM auth_sessions WHERE revoked_at IS NOT NULL")
+
+
+def test_idp_answering_500_defers_the_refresh_and_keeps_the_session(gw: Gateway) -> None:
+    tokens = gw.sign_in()
+    gw.idp.fail(500)
+    try:
+        response = signin.refresh(gw.base, tokens["refresh_token"])
+        body = _oauth_error(response, 503, "temporarily_unavailable")
+        assert "retry" in body["error_description"] and int(response.headers["Retry-After"]) > 0
+        assert _revoked() == []
+        assert _bearer_accepted(tokens["access_token"])  # the still-valid access token keeps working
+        # The client's retry, still during the outage: the same token is neither burnt nor "reused".
+        _oauth_error(signin.refresh(gw.base, tokens["refresh_token"]), 503, "temporarily_unavailable")
+    finally:
+        gw.idp.fail(0)
+    healed = signin.refresh(gw.base, tokens["refresh_token"])
+    assert healed.status_code == 200, healed.text
+    assert _bearer_accepted(healed.json()["access_token"]) and _revoked() == []
+    assert [row[4] for row in gw.audit("token.unavailable")] and "idp_unavailable" in gw.audit("token.unavailable")[0][
+        4
+    ]
+    assert tokens["refresh_token"] not in str(store.get().execute("SELECT * FROM audit_log"))
+
+
+def test_idp_stopped_defers_the_refresh_and_keeps_the_session(tmp_path: Path, database_url: str) -> None:
+    own = idp_standin.start()
+    gateway = _gateway(tmp_path, database_url, own, {})
+    try:
+        gw = next(gateway)
+        tokens = gw.sign_in()
+        own.stop()  # connection refused from now on
+        response = signin.refresh(gw.base, tokens["refresh_token"])
+        _oauth_error(response, 503, "temporarily_unavailable")
+        assert _revoked() == []
+        assert _bearer_accepted(tokens["access_token"])
+        unused = store.get().execute("SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND claim IS NULL")
+        assert unused == [(1,)]  # the presented token is still the family's live one
+    finally:
+        gateway.close()
+        own.stop()
+
+
+def test_idp_refusal_still_revokes(gw: Gateway) -> None:
+    tokens = gw.sign_in()
+    gw.idp.disable_user("dev@example.com")
+    _oauth_error(signin.refresh(gw.base, tokens["refresh_token"]), 401, "invalid_grant")
+    assert [r[1] for r in _revoked()] == ["idp_refused"]
+    assert not _bearer_accepted(tokens["access_token"])
+
+
+def test_concurrent_refreshes_with_one_token_get_the_same_successor(gw: Gateway) -> None:
+    import threading
+
+    tokens = gw.sign_in()
+    barrier = threading.Barrier(4)
+    answers: list[requests.Response] = []
+
+    def refresh() -> None:
+        barrier.wait()
+        answers.append(signin.refresh(gw.base, tokens["refresh_token"]))
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    bodies = [a.json() for a in answers]
+    assert len({b["refresh_token"] for b in bodies}) == 1 and len({b["access_token"] for b in bodies}) == 1
+    assert bodies[0]["refresh_token"] != tokens["refresh_token"]
+    assert all(0 < b["expires_in"] <= 3600 for b in bodies)
+    assert _revoked() == []
+    assert store.get().execute("SELECT count(*) FROM refresh_tokens") == [(2,)]  # one rotation, not four
+    following = signin.refresh(gw.base, bodies[0]["refresh_token"])
+    assert following.status_code == 200, following.text
+    assert _bearer_accepted(following.json()["access_token"])
+
+
+@config({"session": {"refresh_grace_seconds": 1}})
+def test_repeat_in_the_grace_window_is_idempotent_and_reuse_after_it_revokes(gw: Gateway) -> None:
+    tokens = gw.sign_in()
+    first = signin.refresh(gw.base, tokens["refresh_token"])
+    assert first.status_code == 200
+    repeat = signin.refresh(gw.base, tokens["refresh_token"])  # a retry after a lost response
+    assert repeat.status_code == 200 and repeat.json()["refresh_token"] == first.json()["refresh_token"]
+    assert repeat.json()["access_token"] == first.json()["access_token"]
+    time.sleep(1.3)
+    _oauth_error(signin.refresh(gw.base, tokens["refresh_token"]), 401, "invalid_grant")
+    assert [r[1] for r in _revoked()] == ["refresh_token_reuse"]
+    _oauth_error(signin.refresh(gw.base, first.json()["refresh_token"]), 401, "invalid_grant")
+    assert not _bearer_accepted(first.json()["access_token"])
+    # The sealed successor is not kept past the window once the family moves on (here: revoked, never served).
+    assert store.get().execute("SELECT count(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL") == [(1,)]
+
+
+def test_sealed_successors_are_cleared_once_their_window_has_passed(gw: Gateway) -> None:
+    tokens = gw.sign_in()
+    first = signin.refresh(gw.base, tokens["refresh_token"]).json()
+    store.get().execute("UPDATE refresh_tokens SET used_at = used_at - interval '2 minutes' WHERE used_at IS NOT NULL")
+    second = signin.refresh(gw.base, first["refresh_token"])
+    assert second.status_code == 200
+    rows = store.get().execute("SELECT count(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL")
+    assert rows == [(1,)]  # only the newest rotation's, still in its window
+    stored = str(store.get().execute("SELECT * FROM refresh_tokens"))
+    assert second.json()["refresh_token"] not in stored and second.json()["access_token"] not in stored
+
+
+def _wrong_entries(gw: Gateway, browser: requests.Session, count: int, headers: dict[str, str]) -> list[int]:
+    page = browser.get(f"{gw.base}/device", headers=headers, timeout=10)
+    csrf = signin.csrf_token(page.text)
+    statuses = []
+    for n in range(count):
+        response = browser.post(
+            f"{gw.base}/device",
+            data={
+                "user_code": "BBBB" + ALPHABET_ORDER[n // 20 % 20] + ALPHABET_ORDER[n % 20] + "BB",
+                "csrf_token": csrf,
+                "action": "approve",
+            },
+            headers={"Origin": gw.base, "Sec-Fetch-Site": "same-origin", **headers},
+            allow_redirects=False,
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+    return statuses
+
+
+@config({"rate_limits": {"device_verify": {"max": 10, "window_seconds": 600}}})
+def test_wrong_entries_behind_one_address_never_lock_out_a_valid_code(gw: Gateway) -> None:
+    grant = signin.device_authorize(gw.base)
+    statuses = _wrong_entries(gw, requests.Session(), 100, {})
+    assert statuses[:10] == [400] * 10 and set(statuses[10:]) == {429}  # guessing is still throttled
+    final = signin.approve(grant["verification_uri_complete"])  # a colleague behind the same NAT
+    assert final.status_code == 200 and "signed in" in final.text
+    time.sleep(1.0)
+    assert signin.poll(gw.base, grant["device_code"]).status_code == 200
+
+
+@config(
+    {
+        "listen": {"trusted_proxies": ["127.0.0.1/32"]},
+        "rate_limits": {"device_verify": {"max": 10, "window_seconds": 600}},
+    }
+)
+def test_an_address_past_its_limit_cannot_complete_codes_issued_elsewhere(gw: Gateway) -> None:
+    response = requests.post(
+        f"{gw.base}/oauth/device_authorization",
+        data={"surface": "claude_code"},
+        headers={"X-Forwarded-For": "203.0.113.5"},
+        timeout=10,
+    )
+    code = response.json()["user_code"]
+    guesser = {"X-Forwarded-For": "198.51.100.7"}
+    browser = requests.Session()
+    assert _wrong_entries(gw, browser, 11, guesser)[-1] == 429
+    page = browser.get(f"{gw.base}/device", headers=guesser, timeout=10)
+    hit = browser.post(
+        f"{gw.base}/device",
+        data={"user_code": code, "csrf_token": signin.csrf_token(page.text), "action": "deny"},
+        headers={"Origin": gw.base, "Sec-Fetch-Site": "same-origin", **guesser},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert hit.status_code == 429  # a right guess from a throttled address learns nothing
+    other = requests.Session()
+    page = other.get(f"{gw.base}/device", headers={"X-Forwarded-For": "192.0.2.9"}, timeout=10)
+    confirm = signin.submit_code(other, gw.base, code, "approve", signin.csrf_token(page.text))
+    # submit_code sends no X-Forwarded-For: the peer 127.0.0.1 is trusted and is the client, not throttled
+    assert confirm.status_code == 303
