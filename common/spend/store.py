@@ -258,6 +258,10 @@ class SettleRow:
     cost_micros: int
     counters: tuple[tuple[str, int], ...]  # (key, shard), sorted: counter rows locked in one order
     sweep: bool  # also delete every expired hold
+    # Fleet (migration 011): User-Agent product token, sign-in session, managed-settings check.
+    client: str | None = None
+    session_id: str | None = None
+    settings_check: str | None = None
 
     def as_args(self) -> tuple[Any, ...]:
         """The arguments of `spend_settle`, in its parameter order."""
@@ -311,18 +315,22 @@ class SettleRow:
             "keys": [k for k, _ in self.counters],
             "shards": [s for _, s in self.counters],
             "sweep": self.sweep,
+            "client": self.client,
+            "session_id": self.session_id,
+            "settings_check": self.settings_check,
         }
 
 
 _SETTLE = (
     "SELECT spend_settle(%s::uuid, %s, %s, %s::date, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s)"
+    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s, %s, %s, %s)"
 )
 
 
 def settle(db: Database, row: SettleRow) -> None:
     """`spend_settle`: drop the holds, write the usage row and (the first time only) add the cost."""
-    db.execute(_SETTLE, row.as_args())
+    # The fleet columns (migration 011) are trailing parameters with defaults, after as_args()'s 22.
+    db.execute(_SETTLE, (*row.as_args(), row.client, row.session_id, row.settings_check))
 
 
 def settle_batch(db: Database, rows: Sequence[SettleRow]) -> None:
