@@ -120,6 +120,7 @@ SURFACE: dict[str, list[str]] = {
         "explanation",
         "for_inference",
         "has_tool_rules",
+        "hints",
         "managed",
         "model_allowed",
         "models",

@@ -1,4 +1,4 @@
-"""The web console at /admin (served by the admin function): sign-in through the company IdP, overview, users, limits, audit log, alerts.
+"""The web console at /admin (served by the admin function): sign-in through the company IdP, overview, users, groups, fleet, limits, audit log, alerts.
 
 `web` owns sign-in, the session cookie, CSRF, CSP and rendering; `pages` the
 page handlers; `charts` the server-side SVG. The console has no SQL of its

@@ -1,4 +1,4 @@
-"""The console's pages: Overview, Users and a user, Limits, Audit log, Alerts.
+"""The console's pages: Overview, Users and a user, Groups and a group, Fleet, Limits, Audit log, Alerts.
 
 Figures come from the ledger's own functions (`ledger.period_spend`,
 `cached_limits`, `applicable_caps`, `standings`) and from the stores that own
@@ -30,6 +30,7 @@ from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.core.periods import Period
 from common.db import pool as store
+from common.policy import hints
 from common.spend import caps as spend_caps
 from common.spend import store as spend_store
 
@@ -177,6 +178,12 @@ def users(ctx: Ctx) -> Response:
     )
 
 
+def _resets_in(epoch: int) -> str:
+    seconds = max(0, epoch - int(datetime.now(UTC).timestamp()))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours // 24}d {hours % 24}h" if hours >= 48 else f"{hours}h {rest // 60}m"
+
+
 @dataclass(frozen=True, slots=True)
 class CapView:
     standing: spend_caps.Standing
@@ -187,9 +194,7 @@ class CapView:
 
     @property
     def resets_in(self) -> str:
-        seconds = max(0, self.standing.reset_epoch - int(datetime.now(UTC).timestamp()))
-        hours, rest = divmod(seconds, 3600)
-        return f"{hours // 24}d {hours % 24}h" if hours >= 48 else f"{hours}h {rest // 60}m"
+        return _resets_in(self.standing.reset_epoch)
 
     @property
     def resets_at(self) -> str:
@@ -417,4 +422,210 @@ def alerts(ctx: Ctx) -> Response:
         events=events,
         results=results,
         nav="alerts",
+    )
+
+
+# --- groups --------------------------------------------------------------------------------
+
+
+@page()
+def groups(ctx: Ctx) -> Response:
+    args = ctx.request.args
+    search = args.get("q", "")[:200]
+    window = args.get("window", "monthly")
+    if window not in WINDOWS:
+        window = "monthly"
+    number = _int(args.get("page"), 1, 1, 100_000)
+    today = periods.today()
+    rows, total, total_spend = spend_store.groups_by_spend(
+        store.get(), _window(window, today), today, search, PAGE_SIZE, (number - 1) * PAGE_SIZE
+    )
+    by_group = spend_caps.cached_limits().by_group
+    pages = max(1, -(-total // PAGE_SIZE))
+
+    def link(n: int) -> str:
+        return f"{BASE}/groups?" + urlencode({"q": search, "window": window, "page": n})
+
+    return render(
+        "groups.html",
+        ctx=ctx,
+        rows=rows,
+        caps={name: len(by_group.get(name, ())) for name, _ in rows},
+        total=total,
+        total_spend=total_spend,
+        search=search,
+        window=window,
+        windows=WINDOWS,
+        number=number,
+        pages=pages,
+        prev_link=link(number - 1) if number > 1 else None,
+        next_link=link(number + 1) if number < pages else None,
+        nav="groups",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCap:
+    """A per-member cap of a group: each member is held to it on their own spend (see `admin.group_limit_mode`)."""
+
+    limit: spend_store.Limit
+    members: int
+    at_cap: int
+    fullest: str | None
+    fullest_micros: int
+    reset_epoch: int
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.fullest_micros / self.limit.amount_micros if self.limit.amount_micros else 100.0
+
+    @property
+    def resets_in(self) -> str:
+        return _resets_in(self.reset_epoch)
+
+
+@page()
+def group_item(ctx: Ctx) -> Response:
+    name = ctx.request.path[len(f"{BASE}/groups/") :].strip("/").lower()
+    if not name or "/" in name:
+        raise GatewayError(404, "No such group page.", "not_found_error")
+    today = periods.today()
+    db = store.get()
+    first = today - timedelta(days=CHART_DAYS - 1)
+    raw = spend_store.group_daily_by_model(db, name, first, today)
+    rows = [spend_store.DayModel(r[0], str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in raw if int(r[7]) == 0]
+    total = next((r for r in raw if int(r[7]) != 0), None)
+    totals = (
+        (int(total[2] or 0), int(total[3]), int(total[4]), int(total[5] or 0), int(total[6] or 0))
+        if total
+        else (0,) * 5
+    )
+    series = spend_store.Series(rows, *totals)
+    svg, legend = _chart(series, first, f"Group {name}: spend per day by model, last {CHART_DAYS} days")
+    limits = spend_caps.cached_limits()
+    pooled = [
+        spend_caps.Cap(spend_caps.group_key(name), lim.period, lim.amount_micros, "rbac_group", name, True)
+        for lim in limits.by_group.get(name, ())
+        if lim.pooled
+    ]
+    org = [spend_caps.Cap(spend_caps.ORG_KEY, lim.period, lim.amount_micros, "organization", "") for lim in limits.org]
+    standings = [CapView(s) for s in spend_caps.standings(db, pooled + org, today)]
+    per_member = []
+    for lim in limits.by_group.get(name, ()):
+        if lim.pooled:
+            continue
+        figures = spend_store.member_standing(db, name, periods.start(lim.period, today), today, lim.amount_micros)
+        per_member.append(MemberCap(lim, *figures, periods.reset_epoch(lim.period, today)))
+    number = _int(ctx.request.args.get("page"), 1, 1, 100_000)
+    month = periods.start("monthly", today)
+    members, member_count, member_spend = spend_store.group_members(
+        db, name, month, today, PAGE_SIZE, (number - 1) * PAGE_SIZE
+    )
+    pages = max(1, -(-member_count // PAGE_SIZE))
+
+    def link(n: int) -> str:
+        return f"{BASE}/groups/{quote(name)}?page={n}#members"
+
+    return render(
+        "group.html",
+        ctx=ctx,
+        name=name,
+        series=series,
+        chart=svg,
+        legend=legend,
+        standings=standings,
+        per_member=per_member,
+        mode=ctx.cfg.admin.group_limit_mode if ctx.cfg.admin else "min",
+        members=members,
+        member_count=member_count,
+        member_spend=member_spend,
+        number=number,
+        pages=pages,
+        prev_link=link(number - 1) if number > 1 else None,
+        next_link=link(number + 1) if number < pages else None,
+        meter=charts.meter,
+        nav="groups",
+    )
+
+
+# --- fleet ---------------------------------------------------------------------------------
+
+# At most a week: each figure reads that many days of usage rows (856 ms for 30 days of a
+# 1,000-developer organisation on the test machine, against 300 ms for 7; docs/console.md).
+FLEET_WINDOWS = {"1": "today (UTC)", "7": "last 7 days"}
+CHECKS = {
+    "match": "runs the settings served",
+    "unknown": "sends another checksum",
+    "missing": "sends no checksum",
+    "none": "not asked",
+}
+
+
+def version_of(client: str | None) -> str:
+    """`claude-cli/2.1.333` -> `Claude Code 2.1.333`; anything else as sent ('unknown' when none was recorded)."""
+    if not client:
+        return "unknown"
+    product, _, version = client.partition("/")
+    if product in ("claude-cli", "claude-code") and version:
+        return f"Claude Code {version}"
+    return client
+
+
+@page()
+def fleet(ctx: Ctx) -> Response:
+    args = ctx.request.args
+    days = args.get("days", "7")
+    if days not in FLEET_WINDOWS:
+        days = "7"
+    search = args.get("q", "")[:200]
+    check = args.get("check") or None
+    if check not in (None, *CHECKS):
+        check = None
+    today = periods.today()
+    first = today - timedelta(days=int(days) - 1)
+    db = store.get()
+    raw = spend_store.client_versions(db, first, today)
+    versions = [r[:5] for r in raw if int(r[5]) == 0]
+    version_total = next((r for r in raw if int(r[5]) != 0), None)
+    checks = spend_store.session_checks(db, first, today)
+    number = _int(args.get("page"), 1, 1, 100_000)
+    sessions, session_total = spend_store.latest_sessions(
+        db, first, today, search, check, PAGE_SIZE, (number - 1) * PAGE_SIZE
+    )
+    unumber = _int(args.get("upage"), 1, 1, 100_000)
+    seen, seen_total = spend_store.users_last_seen(db, first, today, search, PAGE_SIZE, (unumber - 1) * PAGE_SIZE)
+    pages = max(1, -(-session_total // PAGE_SIZE))
+    upages = max(1, -(-seen_total // PAGE_SIZE))
+    state = {"days": days, "q": search, "check": check or "", "page": number, "upage": unumber}
+
+    def link(**change: Any) -> str:
+        return f"{BASE}/fleet?" + urlencode({**state, **change})
+
+    return render(
+        "fleet.html",
+        ctx=ctx,
+        days=days,
+        windows=FLEET_WINDOWS,
+        search=search,
+        check=check,
+        checks=checks,
+        check_labels=CHECKS,
+        versions=versions,
+        version_total=version_total,
+        version_of=version_of,
+        sessions=sessions,
+        session_total=session_total,
+        seen=seen,
+        seen_total=seen_total,
+        number=number,
+        pages=pages,
+        unumber=unumber,
+        upages=upages,
+        prev_link=link(page=number - 1) + "#sessions" if number > 1 else None,
+        next_link=link(page=number + 1) + "#sessions" if number < pages else None,
+        uprev_link=link(upage=unumber - 1) + "#seen" if unumber > 1 else None,
+        unext_link=link(upage=unumber + 1) + "#seen" if unumber < upages else None,
+        check_link=lambda value: link(check=value, page=1),
+        accept_hours=hints.ACCEPT_HOURS,
+        nav="fleet",
     )

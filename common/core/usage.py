@@ -61,4 +61,6 @@ class RequestInfo:
     max_tokens: int = 0
     input_bytes: int = 0
     request_id: str | None = None
+    client: str | None = None  # the User-Agent's first product token (the fleet page)
+    settings_check: str | None = None  # match | unknown | missing (policy.hints), never the header itself
     started: float = field(default_factory=time.monotonic)

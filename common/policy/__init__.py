@@ -5,7 +5,8 @@ the catch-all last; `for_inference` refuses a caller no policy covers),
 `models` reads `availableModels` exactly as Claude Code does, `tools` enforces
 tool allow/deny on a request body, `explanation` says why a user gets what they
 get. `managed` serves `/managed/settings` (Claude Code's checksum as ETag; it
-is imported on its own, being an endpoint). Callers use the names below,
+is imported on its own, being an endpoint); `hints` keeps the checksums served
+recently, which `managed.settings_check` judges the model requests' header by. Callers use the names below,
 `from common import policy` then `policy.resolve(...)`, whatever module holds them.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "explanation",
     "for_inference",
     "has_tool_rules",
+    "hints",
     "managed",
     "model_allowed",
     "models",

@@ -23,6 +23,7 @@ from common.auth import sessions
 from common.config import Config
 from common.core import checksum
 from common.core.errors import GatewayError
+from common.policy import hints
 from common.policy.resolution import policy_name, resolve
 
 # uuid5 namespace of served policies: a policy's uuid is stable while its name
@@ -150,7 +151,34 @@ def settings(request: Request) -> Response:
             "not_found_error",
             headers=_HEADERS,
         )
+    found = resolve(cfg, identity.groups)
+    hints.record(served.checksum, policy_name(*found) if found else "")
     headers = {**_HEADERS, "ETag": served.etag}
     if if_none_match(request.headers.get("If-None-Match"), served.checksum):
         return Response(status=304, headers=headers)
     return Response(served.body, status=200, headers=headers, content_type="application/json")
+
+
+def _current_checksums(cfg: Config) -> frozenset[str]:
+    return frozenset(s.checksum for s in config.derive(cfg, _served_policies))
+
+
+def settings_check(cfg: Config, groups: tuple[str, ...] | list[str], header: str | None) -> str | None:
+    """The verdict on a model request's `x-claude-code-managed-settings-checksum` (never the value itself).
+
+    `match`: a checksum of this config's policies or one served in the last
+    `hints.ACCEPT_HOURS`; `unknown`: another value; `missing`: none sent although
+    the caller's policy pushes `CLAUDE_CODE_GATEWAY_HINT_HEADERS`; None: none sent
+    and none asked for. In memory: no round trip but a per-minute refresh.
+    """
+    value = hints.normalise(header)
+    if value is None:
+        served = served_for(cfg, groups)
+        env = served.settings.get("env") if served is not None else None
+        asked = isinstance(env, dict) and str(env.get(hints.HINT_ENV, "")).strip().lower() in ("1", "true")
+        return "missing" if asked else None
+    if len(value) > hints.MAX_HEADER_CHARS:
+        return "unknown"
+    if value in _current_checksums(cfg) or value in hints.recently_served():
+        return "match"
+    return "unknown"

@@ -12,7 +12,7 @@ imports lazily or parses config per request: per-config values come from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Request, Response
@@ -24,6 +24,7 @@ from common.core.errors import GatewayError
 from common.core.identity import Identity
 from common.core.usage import RequestInfo, Usage
 from common.http import annotate, read_json_body
+from common.policy import hints, managed
 from common.proxy import http1, metering, upstreams
 from common.proxy.metering import Ticket
 from common.proxy.relay import StreamRelay
@@ -72,6 +73,9 @@ class Call:
     model: str
     stream: bool
     billing_group: str | None = None
+    client: str | None = None  # User-Agent product token (the fleet page)
+    # The managed-settings checksum header, held only to be judged in `reserve` (sensitive: never logged).
+    settings_hint: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,14 @@ def check_body(request: Request, cfg: Config, endpoint: str) -> Call:
     stream = body.get("stream", False)
     if endpoint == "messages" and not isinstance(stream, bool):
         raise GatewayError(400, "stream: expected true or false.")
-    return Call(endpoint, body, model, bool(stream) if endpoint == "messages" else False)
+    return Call(
+        endpoint,
+        body,
+        model,
+        bool(stream) if endpoint == "messages" else False,
+        client=hints.client_of(request.headers.get("User-Agent")),
+        settings_hint=request.headers.get(hints.HEADER),
+    )
 
 
 def apply_policy(cfg: Config, identity: Identity, call: Call) -> None:
@@ -168,6 +179,8 @@ def reserve(cfg: Config, identity: Identity, call: Call, outbound: Outbound) -> 
             max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
             input_bytes=len(outbound.prepared.body),
             request_id=logs.current_request_id(),
+            client=call.client,
+            settings_check=managed.settings_check(cfg, identity.groups, call.settings_hint),
         ),
     )
 

@@ -61,6 +61,9 @@ def row(cfg: Config, info: RequestInfo, reservation: Reservation | None, usage: 
         cost_micros=reserve.request_cost(cfg, info, usage) if info.endpoint == "messages" else 0,
         counters=tuple(counters),
         sweep=random.random() < SWEEP_PROBABILITY,  # noqa: S311
+        client=info.client,
+        session_id=identity.session_id,
+        settings_check=info.settings_check,
     )
 
 

@@ -260,6 +260,10 @@ class SettleRow:
     cost_micros: int
     counters: tuple[tuple[str, int], ...]  # (key, shard), sorted: counter rows locked in one order
     sweep: bool  # also delete every expired hold
+    # Fleet (migration 011): User-Agent product token, sign-in session, managed-settings check.
+    client: str | None = None
+    session_id: str | None = None
+    settings_check: str | None = None
 
     def as_args(self) -> tuple[Any, ...]:
         """The arguments of `spend_settle`, in its parameter order."""
@@ -313,18 +317,22 @@ class SettleRow:
             "keys": [k for k, _ in self.counters],
             "shards": [s for _, s in self.counters],
             "sweep": self.sweep,
+            "client": self.client,
+            "session_id": self.session_id,
+            "settings_check": self.settings_check,
         }
 
 
 _SETTLE = (
     "SELECT spend_settle(%s::uuid, %s, %s, %s::date, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s)"
+    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s, %s, %s, %s)"
 )
 
 
 def settle(db: Database, row: SettleRow) -> None:
     """`spend_settle`: drop the holds, write the usage row and (the first time only) add the cost."""
-    db.execute(_SETTLE, row.as_args())
+    # The fleet columns (migration 011) are trailing parameters with defaults, after as_args()'s 22.
+    db.execute(_SETTLE, (*row.as_args(), row.client, row.session_id, row.settings_check))
 
 
 def settle_batch(db: Database, rows: Sequence[SettleRow]) -> None:
@@ -569,3 +577,159 @@ def request_cursor(db: Database, request_row_id: int) -> tuple[datetime, int] | 
     """The keyset position (at, id) of one usage row, for `recent_requests`' `before` (None: no such row)."""
     rows = db.execute("SELECT at, id FROM spend_usage WHERE id = %s", (request_row_id,))
     return (rows[0][0], int(rows[0][1])) if rows else None
+
+
+# --- the console's groups and fleet pages (reads only) ------------------------------------
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (its own wildcards escaped)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def groups_by_spend(
+    db: Database, first: date, last: date, search: str, limit: int, offset: int
+) -> tuple[list[tuple[str, int]], int, int]:
+    """(one page of (group, settled spend) over the days, how many groups match, their total spend).
+
+    From the per-day group counters (the settle adds every request's cost to each
+    of its caller's groups); counts and totals are the database's, over all pages.
+    """
+    where = "scope_key >= 'group:' AND scope_key < 'group;' AND scope_key LIKE %s AND day >= %s AND day <= %s"
+    args = ("group:" + _contains(search.strip().lower()), first, last)
+    rows = db.execute(
+        "SELECT substr(scope_key, 7), sum(spent_micros) AS spent, count(*) OVER (), sum(sum(spent_micros)) OVER ()"  # noqa: S608
+        f" FROM spend_counters WHERE {where} GROUP BY scope_key ORDER BY spent DESC, scope_key LIMIT %s OFFSET %s",
+        (*args, limit, offset),
+    )
+    if rows:
+        return [(str(r[0]), int(r[1])) for r in rows], int(rows[0][2]), int(rows[0][3])
+    count = db.execute(
+        f"SELECT count(DISTINCT scope_key), coalesce(sum(spent_micros), 0) FROM spend_counters WHERE {where}",  # noqa: S608
+        args,
+    )
+    return [], int(count[0][0]), int(count[0][1])
+
+
+def group_daily_by_model(db: Database, group: str, first: date, last: date) -> list[tuple[Any, ...]]:
+    """(day, model, cost, requests, errors, input tokens, output tokens, grouping) of the requests made in `group`,
+    days first..last; the row with grouping 1 is the database's total over the range."""
+    rows = db.execute(
+        "SELECT day, model, sum(cost_micros), count(*), count(*) FILTER (WHERE status >= 400 OR status IS NULL),"
+        " sum(input_tokens + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens), sum(output_tokens),"
+        " GROUPING(day, model)"
+        " FROM spend_usage WHERE day >= %s AND day <= %s AND %s = ANY(groups)"
+        " GROUP BY GROUPING SETS ((day, model), ()) ORDER BY day, model",
+        (first, last, group),
+    )
+    return [tuple(r) for r in rows]
+
+
+def group_members(
+    db: Database, group: str, first: date, last: date, limit: int, offset: int
+) -> tuple[list[tuple[str, int, int]], int, int]:
+    """(one page of (member, spend, requests) made in `group` over the days, most first; members; their total)."""
+    rows = db.execute(
+        "SELECT user_email, sum(cost_micros) AS spent, count(*), count(*) OVER (), sum(sum(cost_micros)) OVER ()"
+        " FROM spend_usage WHERE day >= %s AND day <= %s AND %s = ANY(groups)"
+        " GROUP BY user_email ORDER BY spent DESC, user_email LIMIT %s OFFSET %s",
+        (first, last, group, limit, offset),
+    )
+    if rows:
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows], int(rows[0][3]), int(rows[0][4])
+    count = db.execute(
+        "SELECT count(DISTINCT user_email), coalesce(sum(cost_micros), 0) FROM spend_usage"
+        " WHERE day >= %s AND day <= %s AND %s = ANY(groups)",
+        (first, last, group),
+    )
+    return [], int(count[0][0]), int(count[0][1])
+
+
+def member_standing(
+    db: Database, group: str, first: date, day: date, cap_micros: int
+) -> tuple[int, int, str | None, int]:
+    """A per-member cap of `group` over days first..day: (members who made requests in the group then,
+    how many of them are at or over `cap_micros` of their own settled spend, the fullest member, their spend)."""
+    rows = db.execute(
+        "WITH m AS (SELECT DISTINCT user_email FROM spend_usage WHERE day >= %s AND day <= %s AND %s = ANY(groups)),"
+        " s AS (SELECT m.user_email, coalesce((SELECT sum(c.spent_micros) FROM spend_counters c"
+        "   WHERE c.scope_key = 'user:' || m.user_email AND c.day >= %s AND c.day <= %s), 0) AS spent FROM m)"
+        " SELECT count(*), count(*) FILTER (WHERE spent >= %s),"
+        " (array_agg(user_email ORDER BY spent DESC, user_email))[1], coalesce(max(spent), 0) FROM s",
+        (first, day, group, first, day, cap_micros),
+    )
+    r = rows[0]
+    return int(r[0]), int(r[1]), (str(r[2]) if r[2] is not None else None), int(r[3])
+
+
+def client_versions(db: Database, first: date, last: date) -> list[tuple[Any, ...]]:
+    """(client, users, sessions, requests, last seen, grouping) of the usage rows of the days, most requests first;
+    client NULL is a request recorded without one (before migration 011); grouping 1 is the total row."""
+    rows = db.execute(
+        "SELECT client, count(DISTINCT user_email), count(DISTINCT session_id), count(*), max(at), GROUPING(client)"
+        " FROM spend_usage WHERE day >= %s AND day <= %s"
+        " GROUP BY GROUPING SETS ((client), ()) ORDER BY GROUPING(client), count(*) DESC, client",
+        (first, last),
+    )
+    return [tuple(r) for r in rows]
+
+
+_LATEST_SESSIONS = (
+    "WITH latest AS (SELECT DISTINCT ON (session_id) session_id, user_email, at, client, settings_check"
+    " FROM spend_usage WHERE day >= %s AND day <= %s AND session_id IS NOT NULL ORDER BY session_id, at DESC)"
+)
+
+
+def session_checks(db: Database, first: date, last: date) -> dict[str, int]:
+    """Sessions seen over the days by the verdict of their latest request ('none': no checksum asked or sent)."""
+    rows = db.execute(
+        _LATEST_SESSIONS + " SELECT coalesce(settings_check, 'none'), count(*) FROM latest GROUP BY 1",  # noqa: S608
+        (first, last),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def latest_sessions(
+    db: Database, first: date, last: date, search: str, check: str | None, limit: int, offset: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(one page of (session, user, last request at, client, verdict) newest first, how many match).
+
+    One row per sign-in session seen over the days, as of its latest request;
+    `check` keeps one verdict ('none' for NULL)."""
+    where = "user_email LIKE %s"
+    args: list[Any] = [first, last, _contains(search.strip().lower())]
+    if check:
+        where += " AND coalesce(settings_check, 'none') = %s"
+        args.append(check)
+    sql = (
+        f"{_LATEST_SESSIONS} SELECT session_id, user_email, at, client, settings_check, count(*) OVER ()"  # noqa: S608
+        f" FROM latest WHERE {where} ORDER BY at DESC, session_id LIMIT %s OFFSET %s"
+    )
+    rows = db.execute(sql, (*args, limit, offset))
+    if rows or offset == 0:
+        return [tuple(r[:5]) for r in rows], int(rows[0][5]) if rows else 0
+    count = db.execute(_LATEST_SESSIONS + f" SELECT count(*) FROM latest WHERE {where}", tuple(args))  # noqa: S608
+    return [], int(count[0][0])
+
+
+def users_last_seen(
+    db: Database, first: date, last: date, search: str, limit: int, offset: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(one page of (user, last request at, its client, its verdict) of users with spend over the days, most
+    recently seen first; how many there are). Users from the per-day counters, each latest row by index."""
+    rows = db.execute(
+        "WITH u AS (SELECT DISTINCT substr(scope_key, 6) AS email FROM spend_counters"
+        "  WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s)"
+        " SELECT u.email, l.at, l.client, l.settings_check, count(*) OVER () FROM u CROSS JOIN LATERAL"
+        " (SELECT at, client, settings_check FROM spend_usage s WHERE s.user_email = u.email ORDER BY at DESC LIMIT 1) l"
+        " ORDER BY l.at DESC, u.email LIMIT %s OFFSET %s",
+        ("user:" + _contains(search.strip().lower()), first, last, limit, offset),
+    )
+    if rows or offset == 0:
+        return [tuple(r[:4]) for r in rows], int(rows[0][4]) if rows else 0
+    count = db.execute(
+        "SELECT count(DISTINCT scope_key) FROM spend_counters"
+        " WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s",
+        ("user:" + _contains(search.strip().lower()), first, last),
+    )
+    return [], int(count[0][0])

@@ -97,11 +97,13 @@ def seed_year(users: int = 1000, per_day: int = 4) -> int:
     cur = conn.cursor()
     cur.execute(
         "INSERT INTO spend_usage (request_key, request_id, at, day, user_email, groups, model, upstream, endpoint,"
-        " status, input_tokens, output_tokens, cache_read_tokens, cost_micros)"
+        " status, input_tokens, output_tokens, cache_read_tokens, cost_micros, client, session_id, settings_check)"
         " SELECT gen_random_uuid(), 'seed', d + make_interval(secs => r * 17000 + u), d::date,"
         " 'dev' || u || '@example.com', ARRAY['eng', 'team' || (u %% 20)],"
         " (ARRAY['claude-sonnet-4-5', 'claude-haiku-4-5', 'claude-opus-4-5'])[1 + (u + r) %% 3], 'vertex', 'messages',"
-        " CASE WHEN (u * 7 + r) %% 50 = 0 THEN 529 ELSE 200 END, 2000, 300, 10000, 1000 + (u * 13 + r * 7) %% 50000"
+        " CASE WHEN (u * 7 + r) %% 50 = 0 THEN 529 ELSE 200 END, 2000, 300, 10000, 1000 + (u * 13 + r * 7) %% 50000,"
+        " 'claude-cli/2.1.' || (330 + u %% 4), 'sess-' || u || '-' || (extract(week FROM d)::int %% 4),"
+        " (ARRAY['match', 'match', 'match', 'unknown', 'missing'])[1 + u %% 5]"
         " FROM generate_series(1, %s) u, generate_series(current_date - 364, current_date, interval '1 day') d,"
         " generate_series(1, %s) r",
         (users, per_day),
@@ -110,6 +112,7 @@ def seed_year(users: int = 1000, per_day: int = 4) -> int:
         "INSERT INTO spend_counters (scope_key, day, shard, spent_micros)"
         " SELECT 'user:' || user_email, day, 0, sum(cost_micros) FROM spend_usage GROUP BY 1, 2"
         " UNION ALL SELECT 'org', day, 0, sum(cost_micros) FROM spend_usage GROUP BY 2"
+        " UNION ALL SELECT 'group:' || g, day, 0, sum(cost_micros) FROM spend_usage, unnest(groups) g GROUP BY 1, 2"
     )
     cur.execute("ANALYZE")
     cur.execute("SELECT count(*) FROM spend_usage")
@@ -131,6 +134,10 @@ def test_console_answers_quickly_on_a_year_of_a_thousand_developers(console: Con
         "/admin/users?q=dev42",
         "/admin/users?window=yearly&page=20",
         "/admin/users/dev42@example.com",
+        "/admin/groups",
+        "/admin/groups/team3",
+        "/admin/fleet",
+        "/admin/fleet?check=unknown&page=2",
         "/admin/limits",
         "/admin/audit",
     ):
