@@ -12,6 +12,7 @@ imports lazily or parses config per request: per-config values come from
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,9 +206,9 @@ def send(cfg: Config, ticket: Ticket, outbound: Outbound) -> Reply:
     Before the client has seen a byte, a failure that `upstreams.fails_over`
     (429/529/5xx/408/401/403/404, a transport failure or timeout, a missing
     credential) moves the request to the next upstream of `outbound.routes`;
-    an upstream whose circuit breaker is open is skipped unless it is the only
-    one left. Any other reply (a success, or a 400 about the request itself)
-    is the answer. The reservation (made once, by `reserve`) is settled once:
+    an upstream whose circuit breaker is open is skipped (`_tries`). Any
+    other reply (a success, or a 400 about the request itself) is the
+    answer. The reservation (made once, by `reserve`) is settled once:
     by the reply's reader, or here on an error, which is the most relevant
     failure when every upstream failed (a temporary one before a
     configuration one, else the last). The ledger, telemetry and access log
@@ -215,12 +216,9 @@ def send(cfg: Config, ticket: Ticket, outbound: Outbound) -> Reply:
     """
     timing = settings(cfg)
     read_timeout = timing.ttfb_seconds if ticket.info.stream else timing.plain_seconds
-    candidates = outbound.routes or (outbound.route,)
     failures: list[tuple[upstreams.Route, _Failed]] = []
-    for index, candidate in enumerate(candidates):
+    for index, candidate in _tries(outbound.routes or (outbound.route,)):
         upstream = candidate.upstream
-        if not upstreams.BREAKERS.acquire(upstream, force=not failures and index == len(candidates) - 1):
-            continue  # open: others answer while it cools down; tried only when nothing else is left
         try:
             outcome = _attempt(ticket, outbound, candidate, index, timing.connect_seconds, read_timeout)
         except BaseException:
@@ -241,6 +239,19 @@ def send(cfg: Config, ticket: Ticket, outbound: Outbound) -> Reply:
         logs.warning("no upstream answered", upstreams=[f"{r.upstream.name}:{f.reason}" for r, f in failures])
     settle(cfg, ticket, Usage(), failed.status, failed.first_byte_ms)
     raise failed.error from None
+
+
+def _tries(candidates: tuple[upstreams.Route, ...]) -> Iterator[tuple[int, upstreams.Route]]:
+    """The upstreams whose breaker lets this request try them; if every one is open, the first anyway:
+    a request is never refused untried."""
+    tried = False
+    for index, candidate in enumerate(candidates):
+        if upstreams.BREAKERS.acquire(candidate.upstream):
+            tried = True
+            yield index, candidate
+    if not tried:  # every one open: `routing.routes` kept them in the model's order
+        upstreams.BREAKERS.acquire(candidates[0].upstream, force=True)
+        yield 0, candidates[0]
 
 
 def _attempt(

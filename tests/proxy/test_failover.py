@@ -286,6 +286,23 @@ def test_a_single_upstream_is_always_tried_even_with_its_breaker_open(tmp_path: 
     assert time.monotonic() - started < 10
 
 
+def test_with_every_breaker_open_the_first_upstream_is_still_tried(
+    tmp_path: Path, database_url: str, first: Any, second: Any
+) -> None:
+    path = _two_regions(tmp_path, database_url, first.base_url, second.base_url)
+    for handle in (first, second):
+        handle.configure(error_status=503)
+    with live_gateway(path) as live:
+        assert [_post(live.url, path).status_code for _ in range(2)] == [503, 503]
+        assert len(first.requests) == 2 and len(second.requests) == 2  # both breakers open now
+        assert _post(live.url, path).status_code == 503
+        assert len(first.requests) == 3 and len(second.requests) == 2  # one try, the first in order
+        first.configure(error_status=0)
+        _assert_served(_post(live.url, path), False)
+        assert not upstreams.BREAKERS.is_open(_cfg_upstream("us-east5"))
+        assert upstreams.BREAKERS.is_open(_cfg_upstream("europe-west1"))
+
+
 # --- routing order -----------------------------------------------------------------------
 
 
@@ -446,3 +463,56 @@ def test_an_upstream_model_outside_the_explicit_order_is_a_warning() -> None:
     data["models"] = [{"id": "claude-sonnet-4-5", "upstreams": ["eu"], "upstream_model": {"vertex": "x@1"}}]
     loaded = config.parse(yaml.safe_dump(data), "t")
     assert any("models[0].upstream_model.vertex" in w and "never sent" in w for w in loaded.warnings)
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+
+def test_one_failover_adds_a_few_milliseconds(tmp_path: Path, database_url: str, first: Any, second: Any) -> None:
+    """The added latency of one failover, interleaved with direct requests (`-s` prints the figures).
+
+    Three models on one gateway: sonnet goes straight to a healthy upstream,
+    haiku first to a port that refuses connections, opus first to an upstream
+    answering 429; the breakers never open (failures: 1000).
+    """
+    first.configure(error_status=429, error_type="rate_limit_error", record=False)
+    second.configure(record=False)
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    extra = {
+        "upstreams": [
+            _vertex("healthy", second.base_url, failures=1000),
+            _vertex("refused", refused, failures=1000),
+            _vertex("limited", first.base_url, failures=1000),
+        ],
+        "models": [
+            {"id": "claude-sonnet-4-5", "upstreams": ["healthy"]},
+            {"id": "claude-haiku-4-5", "upstreams": ["refused", "healthy"]},
+            {"id": "claude-opus-4-5", "upstreams": ["limited", "healthy"]},
+        ],
+    }
+    path = _two_regions(tmp_path, database_url, second.base_url, second.base_url, extra)
+    token = token_for(path)
+    timings: dict[str, list[float]] = {"direct": [], "refused": [], "429": []}
+    models = {"direct": "claude-sonnet-4-5", "refused": "claude-haiku-4-5", "429": "claude-opus-4-5"}
+    with live_gateway(path) as live, requests.Session() as session:
+        session.headers.update({"Authorization": f"Bearer {token}", "content-type": "application/json"})
+        for i in range(110):
+            for kind, model in models.items():
+                body = json.dumps({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+                started = time.perf_counter()
+                response = session.post(live.url + "/v1/messages", data=body, timeout=30)
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200, response.text
+                if i >= 10:  # warm: connections pooled, routes derived
+                    timings[kind].append(elapsed)
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    # paired with the direct request sent just before: the machine's drift cancels out
+    added = {k: median([a - b for a, b in zip(timings[k], timings["direct"], strict=True)]) for k in ("refused", "429")}
+    print(
+        f"\nfailover latency (ms, n={len(timings['direct'])} each): direct median {median(timings['direct']):.2f}; "
+        f"added by one failover: connection refused +{added['refused']:.2f}, 429 +{added['429']:.2f} (median of pairs)"
+    )
+    assert added["refused"] < 50 and added["429"] < 50  # a loopback failover is milliseconds, not a timeout
