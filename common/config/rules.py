@@ -99,6 +99,14 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
             errors.append(f"{where}.auth.api_key: required for provider anthropic; use ${{secret:…}}")
         if up.base_url is not None and urlsplit(up.base_url).scheme not in ("http", "https"):
             errors.append(f"{where}.base_url: expected an http(s) URL, got {short(up.base_url)}")
+        breaker = up.circuit_breaker
+        if not 1 <= breaker.failures <= 1000:
+            errors.append(f"{where}.circuit_breaker.failures: expected 1 to 1000 failures, got {breaker.failures}")
+        if not 0 < breaker.cooldown_seconds <= 3600:
+            errors.append(
+                f"{where}.circuit_breaker.cooldown_seconds: expected a number in (0, 3600], got "
+                f"{breaker.cooldown_seconds!r}"
+            )
 
     ids: set[str] = set()
     for i, model in enumerate(cfg.models):
@@ -111,6 +119,8 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
                     f"models[{i}].upstream_model.{key}: no upstream is named {short(key)}; "
                     f"known upstreams: {', '.join(sorted(names)) or 'none'}"
                 )
+        if model.upstreams is not None:
+            _model_upstreams(i, model.upstreams, model.upstream_model, names, errors, warnings)
 
     policies = cfg.managed.policies
     for i, policy in enumerate(policies):
@@ -190,6 +200,29 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
         if urlsplit(dest.url).scheme not in ("http", "https"):
             errors.append(f"telemetry.forward_to[{i}].url: expected an http(s) URL, got {short(dest.url)}")
     return errors, warnings
+
+
+def _model_upstreams(
+    i: int, order: list[str], upstream_model: dict[str, str], names: set[str], errors: list[str], warnings: list[str]
+) -> None:
+    """`models[].upstreams`: the failover order names known upstreams, each once."""
+    where = f"models[{i}].upstreams"
+    known = ", ".join(sorted(names)) or "none"
+    if not order:
+        errors.append(f"{where}: expected at least one upstream name, or remove the key to use every serving upstream")
+    seen: set[str] = set()
+    for j, name in enumerate(order):
+        if name not in names:
+            errors.append(f"{where}[{j}]: no upstream is named {short(name)}; known upstreams: {known}")
+        elif name in seen:
+            errors.append(f"{where}[{j}]: {short(name)} is listed twice; list each upstream once")
+        seen.add(name)
+    for key in upstream_model:
+        if key in names and key not in seen:
+            warnings.append(
+                f"models[{i}].upstream_model.{key}: {short(key)} is not in {where}, so this id is never sent; "
+                "add the upstream to the list or remove the entry"
+            )
 
 
 def _alert_rules(cfg: Config, errors: list[str]) -> None:

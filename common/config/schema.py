@@ -123,6 +123,13 @@ class Store(_Base, frozen=True):
     connect_timeout_seconds: float = 5.0
 
 
+class CircuitBreaker(_Base, frozen=True):
+    """(ours) per instance: this many consecutive failures stop traffic to an upstream for the cool-down."""
+
+    failures: int = 3
+    cooldown_seconds: float = 30.0
+
+
 class Upstream(_Base, frozen=True):
     name: str
     provider: str
@@ -132,12 +139,15 @@ class Upstream(_Base, frozen=True):
     auth: dict[str, str] = {}
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
     anthropic_version: str = "vertex-2023-10-16"
+    circuit_breaker: CircuitBreaker = CircuitBreaker()  # (ours)
 
 
 class Model(_Base, frozen=True):
     id: str
     display_name: str | None = None
     upstream_model: dict[str, str] = {}
+    # (ours) the upstreams tried in this order (failover); None = every upstream serving the model, in config order
+    upstreams: list[str] | None = None
 
 
 class Match(_Base, frozen=True):

@@ -39,10 +39,10 @@ def _inference(request: Request, endpoint: str) -> Response:
     identity = sessions.authenticate(request, cfg)  # 401
     call = steps.check_body(request, cfg, endpoint)  # 400, 411, 413
     steps.apply_policy(cfg, identity, call)  # 403 no policy or a denied tool, 400 a denied model
-    outbound = steps.route(request, cfg, call)  # 400 no upstream serves the model, 502 no credential
+    outbound = steps.route(request, cfg, call)  # 400 no upstream serves the model
     ticket = steps.reserve(cfg, identity, call, outbound)  # 429 at a spend cap
     # From here every way out settles the reservation exactly once.
-    reply = steps.send(cfg, ticket, outbound)  # the upstream's error, mapped; 502/504 on transport
+    reply = steps.send(cfg, ticket, outbound)  # fails over across upstreams; then the error, mapped; 502/504
     if call.stream:
         return steps.relay(cfg, ticket, reply)  # settles just before the last event
     return steps.read_plain(cfg, ticket, reply)

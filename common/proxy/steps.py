@@ -12,6 +12,7 @@ imports lazily or parses config per request: per-config values come from
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +81,20 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """Where the call goes and the request that goes there."""
+    """Where the call goes and the request that goes there.
+
+    `route` and `prepared` are the first upstream to try (the reservation is
+    priced for it); `routes` is every upstream of the model in the order
+    `send` tries them, `route` first. The request for a later one is prepared
+    only if it is reached (from `call`, `forwarded` and `query`).
+    """
 
     route: upstreams.Route
     prepared: upstreams.Prepared
+    routes: tuple[upstreams.Route, ...] = ()
+    call: Call | None = None
+    forwarded: tuple[tuple[str, str], ...] = ()
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +159,24 @@ def _billing_group(tag: str | None, identity: Identity, body: dict[str, Any]) ->
 
 
 def route(request: Request, cfg: Config, call: Call) -> Outbound:
-    """The first upstream serving the model (400 if none) and the request for it, with its credential (502)."""
-    found = upstreams.route(cfg, call.model)
-    annotate(upstream=found.upstream.name, model=models.canonical(call.model))  # for the access-log line
-    client = found.client
+    """The upstreams serving the model in failover order (400 if none), and the request for the first."""
+    found = upstreams.routes(cfg, call.model)
+    annotate(upstream=found[0].upstream.name, model=models.canonical(call.model))  # for the access-log line
     query = request.query_string.decode("latin-1")
-    headers = upstreams.forward_headers(request.headers)
-    headers["content-type"] = "application/json"  # the body is re-encoded as JSON
+    forwarded = upstreams.forward_headers(request.headers)
+    forwarded["content-type"] = "application/json"  # the body is re-encoded as JSON
+    outbound = Outbound(
+        found[0], _prepare(found[0], call, forwarded, query), found, call, tuple(forwarded.items()), query
+    )
+    return outbound
+
+
+def _prepare(route: upstreams.Route, call: Call, forwarded: dict[str, str], query: str) -> upstreams.Prepared:
+    """The request for one upstream, without its credential (added per attempt by `send`)."""
+    headers = dict(forwarded)  # the provider may add its own (anthropic-version)
     if call.endpoint == "messages":
-        prepared = client.messages(found.upstream_model, call.body, call.stream, headers, query)
-    else:
-        prepared = client.count_tokens(found.upstream_model, call.body, headers, query)
-    headers.update(client.auth_headers())  # may be a 502 (no credential): before any reservation
-    return Outbound(found, prepared)
+        return route.client.messages(route.upstream_model, call.body, call.stream, headers, query)
+    return route.client.count_tokens(route.upstream_model, call.body, headers, query)
 
 
 def reserve(cfg: Config, identity: Identity, call: Call, outbound: Outbound) -> Ticket:
@@ -185,40 +201,139 @@ def reserve(cfg: Config, identity: Identity, call: Call, outbound: Outbound) -> 
     )
 
 
-def send(cfg: Config, ticket: Ticket, outbound: Outbound) -> Reply:
-    """POST to the upstream and wait for its response head.
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """One upstream's error reply or transport failure."""
 
-    A transport failure or an error reply is settled (nothing used) and raised
-    as the client's error (`upstreams.transport_error` / `error_from_upstream`).
+    error: GatewayError  # what the client gets if no other upstream answers
+    status: int  # what the ledger records: the upstream's status, or the error's
+    first_byte_ms: float | None
+    fails_over: bool  # the next upstream is tried (`upstreams.fails_over`); else it is the answer
+    temporary: bool  # may pass by itself: preferred as the client's error (it is retried)
+    reason: str  # for the log: a status, or a transport error's class
+
+
+def send(cfg: Config, ticket: Ticket, outbound: Outbound) -> Reply:
+    """POST to the model's upstreams in turn until one answers; wait for its response head.
+
+    Before the client has seen a byte, a failure that `upstreams.fails_over`
+    (429/529/5xx/408/401/403/404, a transport failure or timeout, a missing
+    credential) moves the request to the next upstream of `outbound.routes`;
+    an upstream whose circuit breaker is open is skipped (`_tries`). Any
+    other reply (a success, or a 400 about the request itself) is the
+    answer. The reservation (made once, by `reserve`) is settled once:
+    by the reply's reader, or here on an error, which is the most relevant
+    failure when every upstream failed (a temporary one before a
+    configuration one, else the last). The ledger, telemetry and access log
+    name the upstream that served (or failed last).
     """
     timing = settings(cfg)
-    upstream = outbound.route.upstream
-    prepared = outbound.prepared
+    read_timeout = timing.ttfb_seconds if ticket.info.stream else timing.plain_seconds
+    failures: list[tuple[upstreams.Route, _Failed]] = []
+    for index, candidate in _tries(outbound.routes or (outbound.route,)):
+        upstream = candidate.upstream
+        try:
+            outcome = _attempt(ticket, outbound, candidate, index, timing.connect_seconds, read_timeout)
+        except BaseException:
+            upstreams.BREAKERS.failed(upstream, "error")  # never leaves a half-open probe claimed
+            raise
+        if isinstance(outcome, _Failed) and outcome.fails_over:
+            upstreams.BREAKERS.failed(upstream, outcome.reason)
+            failures.append((candidate, outcome))
+            continue
+        upstreams.BREAKERS.succeeded(upstream)  # it answered: even a 400 about the request says it works
+        if isinstance(outcome, _Failed):
+            failures.append((candidate, outcome))
+            break
+        return _answer(ticket, candidate, outcome, failures)
+    served, failed = _client_failure(failures)
+    _serving(ticket, served)
+    if len(failures) > 1:
+        logs.warning("no upstream answered", upstreams=[f"{r.upstream.name}:{f.reason}" for r, f in failures])
+    settle(cfg, ticket, Usage(), failed.status, failed.first_byte_ms)
+    raise failed.error from None
+
+
+def _tries(candidates: tuple[upstreams.Route, ...]) -> Iterator[tuple[int, upstreams.Route]]:
+    """The upstreams whose breaker lets this request try them; if every one is open, the first anyway:
+    a request is never refused untried."""
+    tried = False
+    for index, candidate in enumerate(candidates):
+        if upstreams.BREAKERS.acquire(candidate.upstream):
+            tried = True
+            yield index, candidate
+    if not tried:  # every one open: `routing.routes` kept them in the model's order
+        upstreams.BREAKERS.acquire(candidates[0].upstream, force=True)
+        yield 0, candidates[0]
+
+
+def _attempt(
+    ticket: Ticket, outbound: Outbound, candidate: upstreams.Route, index: int, connect: float, read: float
+) -> http1.Response | _Failed:
+    """One upstream's response head (status < 400), or its failure."""
+    upstream = candidate.upstream
+    if index == 0 or outbound.call is None:
+        prepared = outbound.prepared
+    else:
+        prepared = _prepare(candidate, outbound.call, dict(outbound.forwarded), outbound.query)
     try:
-        response = upstreams.HTTP.post(
-            prepared.url,
-            prepared.headers,
-            prepared.body,
-            timing.connect_seconds,
-            timing.ttfb_seconds if ticket.info.stream else timing.plain_seconds,
-        )
+        headers = {**prepared.headers, **candidate.client.auth_headers()}
+    except GatewayError as exc:  # no credential for this upstream (the provider logged why)
+        return _Failed(exc, exc.status, None, True, False, "credential")
+    try:
+        response = upstreams.HTTP.post(prepared.url, headers, prepared.body, connect, read)
     except http1.UpstreamHTTPError as exc:
         error = upstreams.transport_error(upstream, exc)
-        settle(cfg, ticket, Usage(), error.status, None)
-        raise error from None
-    first_byte_ms = (time.monotonic() - ticket.info.started) * 1000
+        return _Failed(error, error.status, None, True, True, type(exc).__name__)
     status = response.status
-    if status >= 400:
-        try:
-            data = response.read(_MAX_ERROR_BODY)
-        except http1.UpstreamHTTPError:
-            data = b""
-        settle(cfg, ticket, Usage(), status, first_byte_ms)
-        raise upstreams.error_from_upstream(upstream, status, data, response.headers)
+    if status < 400:
+        return response
+    first_byte_ms = (time.monotonic() - ticket.info.started) * 1000
+    try:
+        data = response.read(_MAX_ERROR_BODY)
+    except http1.UpstreamHTTPError:
+        data = b""
+    error = upstreams.error_from_upstream(upstream, status, data, response.headers)
+    return _Failed(error, status, first_byte_ms, upstreams.fails_over(status), upstreams.temporary(status), str(status))
+
+
+def _answer(
+    ticket: Ticket,
+    candidate: upstreams.Route,
+    response: http1.Response,
+    failures: list[tuple[upstreams.Route, _Failed]],
+) -> Reply:
+    _serving(ticket, candidate)
+    if failures:
+        logs.info(
+            "upstream failover",
+            upstream=candidate.upstream.name,
+            failed=[f"{r.upstream.name}:{f.reason}" for r, f in failures],
+        )
+    first_byte_ms = (time.monotonic() - ticket.info.started) * 1000
     headers = upstreams.response_headers(response.header_list)
     if ticket.headers:
         headers.extend(ticket.headers.items())
-    return Reply(response, upstream, status, headers, response.headers.get("content-encoding"), first_byte_ms)
+    encoding = response.headers.get("content-encoding")
+    return Reply(response, candidate.upstream, response.status, headers, encoding, first_byte_ms)
+
+
+def _serving(ticket: Ticket, candidate: upstreams.Route) -> None:
+    """The ledger row, telemetry and access log name this upstream (the reservation stays as made)."""
+    ticket.info.upstream = candidate.upstream.name
+    ticket.info.upstream_model = candidate.upstream_model
+    annotate(upstream=candidate.upstream.name)
+
+
+def _client_failure(failures: list[tuple[upstreams.Route, _Failed]]) -> tuple[upstreams.Route, _Failed]:
+    """The failure the client hears of: an answer about the request itself; else the last temporary
+    one (Claude Code retries it, where a 404 or 502 from a misconfigured upstream it would not); else the last."""
+    if not failures[-1][1].fails_over:
+        return failures[-1]
+    for route, failed in reversed(failures):
+        if failed.temporary:
+            return route, failed
+    return failures[-1]
 
 
 def read_plain(cfg: Config, ticket: Ticket, reply: Reply) -> Response:

@@ -6,6 +6,9 @@ on our own pool and sockets, ~150 µs of CPU per call where urllib3 costs
 (`POOL`) only serves google-auth's token refreshes. Each configured upstream
 gets one client object per instance (`client_for`), rebuilt only when its
 config entry changes.
+A model may have several upstreams (`routing.routes`, in failover order);
+`breaker` keeps a circuit breaker per upstream and instance, and
+`errors.fails_over` says which failures move a request to the next one.
 `vertex` and `anthropic` (public: tests reset the instance's Vertex
 credential) know their provider's URL, body and credential; everything they
 share lives here.
@@ -22,23 +25,29 @@ from common.proxy.upstreams.base import (
     response_headers,
     strip_suffix,
 )
-from common.proxy.upstreams.errors import error_from_upstream, transport_error
-from common.proxy.upstreams.routing import client_for, route
+from common.proxy.upstreams.breaker import BREAKERS, Breakers
+from common.proxy.upstreams.errors import error_from_upstream, fails_over, temporary, transport_error
+from common.proxy.upstreams.routing import client_for, route, routes
 
 __all__ = [
+    "BREAKERS",
     "FORWARD_HEADERS",
     "HTTP",
     "POOL",
+    "Breakers",
     "Client",
     "Prepared",
     "Route",
     "anthropic",
     "client_for",
     "error_from_upstream",
+    "fails_over",
     "forward_headers",
     "response_headers",
     "route",
+    "routes",
     "strip_suffix",
+    "temporary",
     "transport_error",
     "vertex",
 ]

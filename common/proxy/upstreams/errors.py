@@ -25,6 +25,26 @@ _GENERIC = {
     529: "The upstream is overloaded; retry shortly.",
 }
 
+# Replies that say "not here, not now" about one upstream rather than about the request:
+# the next upstream of the model is tried (before the client has seen a byte).
+# 429/529/5xx/408 are temporary; 401/403/404 are our own credential or
+# configuration at that upstream (a key revoked, a project without access, a
+# model not enabled in that region), which another upstream may well not share.
+# 400/413/422 are the request's own fault: every upstream would refuse it.
+_TEMPORARY = frozenset({408, 429, 529})
+_CONFIGURATION = frozenset({401, 403, 404})
+
+
+def fails_over(status: int) -> bool:
+    """Whether an upstream error reply moves the request to the model's next upstream."""
+    return status in _TEMPORARY or status in _CONFIGURATION or 500 <= status <= 599
+
+
+def temporary(status: int) -> bool:
+    """A failure that may pass by itself (rate limit, overload, 5xx, transport): the client may retry it."""
+    return status in _TEMPORARY or 500 <= status <= 599
+
+
 _VERTEX_SIZE_HINTS = ("request payload size exceeds", "payload size exceeds", "request is too large", "too large")
 
 

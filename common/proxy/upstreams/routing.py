@@ -1,6 +1,7 @@
-"""Which upstream serves a model, and the per-instance client of each upstream.
+"""Which upstreams serve a model, in failover order, and the per-instance client of each upstream.
 
-The route of a model id is derived once per config version (`config.derive`);
+The routes of a model id are derived once per config version (`config.derive`);
+the circuit breakers (`breaker`) reorder them per request;
 each configured upstream gets one client object per instance, rebuilt only when
 its config entry changes (so a reload that leaves an upstream alone keeps its
 connections and credentials).
@@ -16,6 +17,7 @@ from common.core import models
 from common.core.errors import GatewayError
 from common.proxy.upstreams.anthropic import AnthropicClient
 from common.proxy.upstreams.base import Client, Route, strip_suffix
+from common.proxy.upstreams.breaker import BREAKERS
 from common.proxy.upstreams.vertex import VertexClient
 
 _clients: dict[str, tuple[Upstream, Client]] = {}
@@ -44,58 +46,92 @@ class _Routes:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.found: dict[str, tuple[Upstream, str] | None] = {}
+        self.found: dict[str, tuple[tuple[Upstream, str], ...]] = {}
 
-    def lookup(self, model_id: str) -> tuple[Upstream, str] | None:
+    def lookup(self, model_id: str) -> tuple[tuple[Upstream, str], ...]:
         try:
             return self.found[model_id]
         except KeyError:
             pass
-        hit = _find_route(self.cfg, model_id)
+        hit = _find_routes(self.cfg, model_id)
         if len(self.found) < 4096:  # client-chosen ids: bounded
             self.found[model_id] = hit
         return hit
 
 
 def route(cfg: Config, model_id: str) -> Route:
-    """The first upstream that serves `model_id`, and the id to send it."""
-    hit = config.derive(cfg, _Routes).lookup(model_id)
-    if hit is None:
+    """The first upstream (in config order) that serves `model_id`, and the id to send it."""
+    return _routes_in_config_order(cfg, model_id)[0]
+
+
+def routes(cfg: Config, model_id: str) -> tuple[Route, ...]:
+    """Every upstream serving `model_id`, in the order to try them (400 if none).
+
+    The model's failover order (`models[].upstreams`, or config order), with
+    the upstreams whose circuit breaker is open and cooling down moved last:
+    they are tried only if nothing else is left (`breaker.Breakers.acquire`).
+    """
+    found = _routes_in_config_order(cfg, model_id)
+    if len(found) == 1:
+        return found
+    ready = [r for r in found if BREAKERS.available(r.upstream)]
+    if len(ready) == len(found):
+        return found
+    return (*ready, *(r for r in found if r not in ready))
+
+
+def _routes_in_config_order(cfg: Config, model_id: str) -> tuple[Route, ...]:
+    hits = config.derive(cfg, _Routes).lookup(model_id)
+    if not hits:
         served = sorted({m.id for m in cfg.models})
         hint = f" Configured models: {', '.join(served)}." if served else ""
         raise GatewayError(400, f"No upstream of this gateway serves the model '{model_id}'.{hint}")
-    upstream, upstream_model = hit
-    return Route(upstream, client_for(upstream), upstream_model)
+    return tuple(Route(upstream, client_for(upstream), upstream_model) for upstream, upstream_model in hits)
 
 
-def _find_route(cfg: Config, model_id: str) -> tuple[Upstream, str] | None:
-    """The first upstream serving `model_id` and the id it is sent as.
+def _find_routes(cfg: Config, model_id: str) -> tuple[tuple[Upstream, str], ...]:
+    """The upstreams serving `model_id`, in failover order, each with the id it is sent as.
 
-    `models[].upstream_model` wins; otherwise a Vertex upstream gets the
-    catalogue's Vertex id (`claude-sonnet-4-5@20250929` for any spelling the
-    client sends), an Anthropic upstream the client's id. A catalogue model
-    that Vertex does not serve falls through to the next upstream, or is a 400
-    that names the model and the fix.
+    The order is `models[].upstreams` when the model's entry has one;
+    otherwise every upstream, in config order, that has an
+    `models[].upstream_model` entry for the model or one of whose `models`
+    globs matches it. The id sent: the `upstream_model` entry; otherwise a
+    Vertex upstream gets the catalogue's Vertex id
+    (`claude-sonnet-4-5@20250929` for any spelling the client sends), an
+    Anthropic upstream the client's id. A catalogue model that Vertex does not
+    serve skips Vertex upstreams, and is a 400 that names the model and the fix
+    when nothing else serves it.
     """
     configured = models.find(cfg.models, model_id)
     canonical = models.canonical(model_id)
     known = models.lookup(model_id)
+    mapped = configured.upstream_model if configured is not None else {}
+    if configured is not None and configured.upstreams is not None:
+        by_name = {upstream.name: upstream for upstream in cfg.upstreams}
+        candidates = [by_name[name] for name in configured.upstreams if name in by_name]
+    else:
+        candidates = [
+            upstream
+            for upstream in cfg.upstreams
+            if upstream.name in mapped or any(models.entry_matches(p, canonical) for p in upstream.models)
+        ]
+    found: list[tuple[Upstream, str]] = []
     not_on_vertex: Upstream | None = None
-    for upstream in cfg.upstreams:
-        if configured is not None and upstream.name in configured.upstream_model:
-            return upstream, configured.upstream_model[upstream.name]
-        if any(models.entry_matches(pattern, canonical) for pattern in upstream.models):
-            if upstream.provider == "vertex" and known is not None:
-                if known.vertex_id is None:
-                    not_on_vertex = not_on_vertex or upstream
-                    continue
-                return upstream, known.vertex_id
-            return upstream, strip_suffix(model_id)
-    if not_on_vertex is not None and known is not None:
+    for upstream in candidates:
+        if upstream.name in mapped:
+            found.append((upstream, mapped[upstream.name]))
+        elif upstream.provider == "vertex" and known is not None:
+            if known.vertex_id is None:
+                not_on_vertex = not_on_vertex or upstream
+                continue
+            found.append((upstream, known.vertex_id))
+        else:
+            found.append((upstream, strip_suffix(model_id)))
+    if not found and not_on_vertex is not None and known is not None:
         raise GatewayError(
             400,
             f"The model '{model_id}' ({known.display_name}) is not available on Vertex AI, which is this "
             f"gateway's upstream '{not_on_vertex.name}'. Choose another model; or an operator adds an Anthropic "
             "upstream that serves it, or maps it under models[].upstream_model in gateway.yaml.",
         )
-    return None
+    return tuple(found)
