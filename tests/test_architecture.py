@@ -137,6 +137,7 @@ SURFACE: dict[str, list[str]] = {
         "queue",
         "reserve",
         "settle",
+        "shutdown",
         "store",
         "usage_report",
     ],
