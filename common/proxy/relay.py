@@ -54,8 +54,7 @@ def settle_open_streams() -> int:
     """Settle every open stream now with what it relayed (the instance is stopping); how many."""
     with _open_lock:
         relays = list(_open)
-    # From this (the shutdown) thread the scanner is only read: the request's thread may be feeding it.
-    return sum(1 for relay in relays if relay.settle_partial(STATUS_SHUT_DOWN, "instance stopping", scan=False))
+    return sum(1 for relay in relays if relay.settle_partial(STATUS_SHUT_DOWN, "instance stopping"))
 
 
 class StreamRelay:
@@ -91,7 +90,8 @@ class StreamRelay:
         self._finished = False
         self._at_boundary = True
         self._error: Exception | None = None
-        self._settle_lock = threading.Lock()
+        # Guards the scanner and the settle: shutdown settles from its own thread (uncontended otherwise).
+        self._settle_lock = threading.RLock()
         with _open_lock:
             _open.add(self)
         shutdown.watch()
@@ -101,8 +101,14 @@ class StreamRelay:
 
     def _scan_pending(self) -> None:
         if self._unscanned is not None:
-            self._scanner.feed(self._unscanned)
-            self._unscanned = None
+            with self._settle_lock:
+                if self._unscanned is not None:
+                    self._scanner.feed(self._unscanned)
+                    self._unscanned = None
+
+    def _feed(self, chunk: bytes) -> None:
+        with self._settle_lock:
+            self._scanner.feed(chunk)
 
     def _next_chunk(self) -> bytes | None:
         """The next upstream bytes, b"" after a silent ping interval, None at the end (or on error)."""
@@ -140,7 +146,7 @@ class StreamRelay:
             if chunk is None:
                 return b"".join(parts), True
             if chunk:
-                self._scanner.feed(chunk)
+                self._feed(chunk)
                 parts.append(chunk)
         return b"".join(parts), False
 
@@ -148,7 +154,7 @@ class StreamRelay:
         """The final bytes: read to the upstream's end (briefly), settle, then hand them over."""
         ended = True
         if item:
-            self._scanner.feed(item)
+            self._feed(item)
             rest, ended = self._read_to_end(time.monotonic() + min(self._drain, 5.0))
             item += rest
         if not ended:
@@ -201,15 +207,14 @@ class StreamRelay:
             http1.describe(error) if error is not None else None,
         )
 
-    def settle_partial(self, status: int, why: str, error: str | None = None, *, scan: bool = True) -> bool:
+    def settle_partial(self, status: int, why: str, error: str | None = None) -> bool:
         """Settle with what was relayed: the abort floor on the output, `status` marking the row.
 
-        False if the stream was settled already. Another thread (shutdown) passes `scan=False`."""
+        False if the stream was settled already. Safe from another thread (shutdown)."""
         with self._settle_lock:
             if self._settled:
                 return False
-            if scan:
-                self._scan_pending()
+            self._scan_pending()
             estimated = self._scanner.abort_floor()
             usage = self._scanner.usage
             logs.warning(
@@ -218,8 +223,8 @@ class StreamRelay:
                 error=error,
                 output_estimated=estimated,
                 relayed_output_chars=self._scanner.output_chars,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
+                billed_input=usage.input_tokens,  # field names with "token" in them are redacted
+                billed_output=usage.output_tokens,
             )
             self._settle_locked(status)
         return True
