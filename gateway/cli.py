@@ -185,6 +185,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve.main(host=args.host, port=args.port)
 
 
+def cmd_spend_replay(args: argparse.Namespace) -> int:
+    from gateway import spend_replay
+
+    return spend_replay.main(args.file, args.config)
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from gateway import catalog
 
@@ -275,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="the Claude Code version (default: from the file name)")
     p.add_argument("--check", action="store_true", help="only check the committed file is what the source gives")
     p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("spend", help="the spend ledger")
+    spend_sub = p.add_subparsers(dest="spend_command", required=True)
+    p = spend_sub.add_parser(
+        "replay", help="apply the settles logged as spend.unsettled (idempotent: a settle counts once)"
+    )
+    p.add_argument("file", help="log lines (JSON per line) or a Cloud Logging export (entries with jsonPayload)")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_spend_replay)
 
     return parser
 

@@ -138,6 +138,7 @@ SURFACE: dict[str, list[str]] = {
         "queue",
         "reserve",
         "settle",
+        "shutdown",
         "store",
         "usage_report",
     ],

@@ -14,16 +14,47 @@ Metering is settled exactly once: just before the last chunk (the one carrying
 `message_stop`) is handed to the server, since Cloud Run throttles CPU once
 the response is complete; or, when the client disconnected, after the
 upstream's end (bounded by `timeouts.drain_after_disconnect_ms`).
+
+A stream that ends without the upstream's final usage is billed what was
+relayed (`UsageScanner.abort_floor`) and its status says why, so the row is
+marked and admission (`spend.observed`) does not learn from it:
+STATUS_DROPPED (the upstream's connection broke), STATUS_TIMED_OUT (it went
+silent past `timeouts.upstream_read_ms`), STATUS_DRAIN_CUT (the client left
+and the upstream was still streaming at the drain deadline) and
+STATUS_SHUT_DOWN (the instance was told to stop: `spend.shutdown` calls
+`settle_open_streams` before its grace period ends).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from common.core import logs
 from common.proxy import http1
 from common.proxy.sse import PING, STREAM_ERROR, UsageScanner, at_boundary, ends_message
+from common.spend import shutdown
+
+STATUS_DRAIN_CUT = 499
+STATUS_DROPPED = 502
+STATUS_SHUT_DOWN = 503
+STATUS_TIMED_OUT = 504
+
+_open: set[StreamRelay] = set()
+_open_lock = threading.Lock()
+
+
+def open_streams() -> int:
+    """How many streams this process is relaying and has not settled."""
+    return len(_open)
+
+
+def settle_open_streams() -> int:
+    """Settle every open stream now with what it relayed (the instance is stopping); how many."""
+    with _open_lock:
+        relays = list(_open)
+    return sum(1 for relay in relays if relay.settle_partial(STATUS_SHUT_DOWN, "instance stopping"))
 
 
 class StreamRelay:
@@ -59,14 +90,25 @@ class StreamRelay:
         self._finished = False
         self._at_boundary = True
         self._error: Exception | None = None
+        # Guards the scanner and the settle: shutdown settles from its own thread (uncontended otherwise).
+        self._settle_lock = threading.RLock()
+        with _open_lock:
+            _open.add(self)
+        shutdown.watch()
 
     def __iter__(self) -> StreamRelay:
         return self
 
     def _scan_pending(self) -> None:
         if self._unscanned is not None:
-            self._scanner.feed(self._unscanned)
-            self._unscanned = None
+            with self._settle_lock:
+                if self._unscanned is not None:
+                    self._scanner.feed(self._unscanned)
+                    self._unscanned = None
+
+    def _feed(self, chunk: bytes) -> None:
+        with self._settle_lock:
+            self._scanner.feed(chunk)
 
     def _next_chunk(self) -> bytes | None:
         """The next upstream bytes, b"" after a silent ping interval, None at the end (or on error)."""
@@ -104,7 +146,7 @@ class StreamRelay:
             if chunk is None:
                 return b"".join(parts), True
             if chunk:
-                self._scanner.feed(chunk)
+                self._feed(chunk)
                 parts.append(chunk)
         return b"".join(parts), False
 
@@ -112,7 +154,7 @@ class StreamRelay:
         """The final bytes: read to the upstream's end (briefly), settle, then hand them over."""
         ended = True
         if item:
-            self._scanner.feed(item)
+            self._feed(item)
             rest, ended = self._read_to_end(time.monotonic() + min(self._drain, 5.0))
             item += rest
         if not ended:
@@ -122,10 +164,9 @@ class StreamRelay:
             return item
         self._finished = True
         if self._error is not None and not self._settled:
-            logs.warning("upstream stream interrupted", error=http1.describe(self._error))
             if self._at_boundary and not item:
                 item = STREAM_ERROR
-            self._settle(502)
+            self._settle_interrupted()
         else:
             self._settle(self._status)
         if not item:
@@ -143,24 +184,65 @@ class StreamRelay:
         started = time.monotonic()
         _, ended = self._read_to_end(started + self._drain)
         if not ended:
-            logs.warning(
-                "upstream still streaming at the drain deadline; metering what it reported so far",
-                drain_seconds=self._drain,
-            )
             self._chunks.close()
             self._response.close()
+            self.settle_partial(STATUS_DRAIN_CUT, "upstream still streaming at the drain deadline")
+            return
         logs.info(
             "client disconnected mid-stream; upstream read to its end for metering",
             drained_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        if self._error is not None:
+            self._settle_interrupted()
+            return
         # The upstream's status, not a client-side code: the tokens were produced and are owed.
-        self._settle(self._status if self._error is None else 502)
+        self._settle(self._status)
+
+    def _settle_interrupted(self) -> None:
+        error = self._error
+        timed_out = isinstance(error, http1.ResponseTimeout)
+        self.settle_partial(
+            STATUS_TIMED_OUT if timed_out else STATUS_DROPPED,
+            "upstream stream interrupted",
+            http1.describe(error) if error is not None else None,
+        )
+
+    def settle_partial(self, status: int, why: str, error: str | None = None) -> bool:
+        """Settle with what was relayed: the abort floor on the output, `status` marking the row.
+
+        False if the stream was settled already. Safe from another thread (shutdown)."""
+        with self._settle_lock:
+            if self._settled:
+                return False
+            self._scan_pending()
+            estimated = self._scanner.abort_floor()
+            usage = self._scanner.usage
+            logs.warning(
+                why + "; billed what was relayed",
+                status=status,
+                error=error,
+                output_estimated=estimated,
+                relayed_output_chars=self._scanner.output_chars,
+                billed_input=usage.input_tokens,  # field names with "token" in them are redacted
+                billed_output=usage.output_tokens,
+            )
+            self._settle_locked(status)
+        return True
 
     def _settle(self, status: int) -> None:
+        with self._settle_lock:
+            self._settle_locked(status)
+
+    def _settle_locked(self, status: int) -> None:
         if self._settled:
             return
         self._settled = True
+        with _open_lock:
+            _open.discard(self)
         try:
             self._settle_fn(status)
         except Exception as exc:  # metering must never break the relay
             logs.error("metering failed after a stream", error=f"{type(exc).__name__}: {exc}")
+
+
+shutdown.on_terminate(settle_open_streams, open_count=open_streams)

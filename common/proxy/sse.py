@@ -5,7 +5,12 @@ Protocol without I/O (h11-style): no sockets, no Flask, no logging. The relay
 whatever chunks they came; `usage_of_body` reads a plain reply. Only complete
 lines that contain `"usage"` and belong to a `message_start` or
 `message_delta` event are decoded (counts are cumulative, the latest wins), so
-the scan neither copies the stream nor delays it. `PING` and `STREAM_ERROR`
+the scan neither copies the stream nor delays it. It also counts the characters
+of the content deltas that passed (text, thinking, tool-input JSON): when a
+stream ends without its `message_delta` (the upstream dropped or went silent,
+the instance shut down), `abort_floor` bills the output as those characters /
+CHARS_PER_TOKEN, the floor the protocol's own abort estimate uses, instead of
+the `output_tokens: 1` of `message_start`. `PING` and `STREAM_ERROR`
 are the events the gateway writes itself; `at_boundary` and `ends_message`
 say where a chunk leaves the stream.
 """
@@ -24,6 +29,8 @@ STREAM_ERROR = (
     b"event: error\n"
     b'data: {"type":"error","error":{"type":"api_error","message":"The upstream stream was interrupted."}}\n\n'
 )
+CHARS_PER_TOKEN = 4  # relayed output characters per estimated output token (the abort floor)
+_DELTA_FIELDS = ("text", "thinking", "partial_json")
 _MAX_TAIL = 1 << 20  # an incomplete line longer than this is not usage: stop accumulating it
 _decode = msgspec.json.decode
 
@@ -41,10 +48,12 @@ def ends_message(chunk: bytes) -> bool:
 class UsageScanner:
     """Reads `usage` from SSE bytes as they pass, without delaying them."""
 
-    __slots__ = ("_decompress", "_tail", "usage")
+    __slots__ = ("_decompress", "_tail", "final", "output_chars", "usage")
 
     def __init__(self, usage: Usage, content_encoding: str | None = None) -> None:
         self.usage = usage
+        self.output_chars = 0  # characters of content deltas seen
+        self.final = False  # a message_delta with usage was seen: the output figure is the upstream's
         self._tail = b""
         encoding = (content_encoding or "").lower()
         self._decompress: Any = None
@@ -67,11 +76,41 @@ class UsageScanner:
             return
         tail = data[end + 1 :]
         self._tail = tail if len(tail) < _MAX_TAIL else b""
-        if b'"usage"' not in data:
+        usage = b'"usage"' in data
+        if not usage and b"content_block_delta" not in data:
             return
         for line in data[:end].split(b"\n"):
-            if b'"usage"' in line and line.startswith(b"data:"):
+            if not line.startswith(b"data:"):
+                continue
+            if b'"usage"' in line:
                 self._line(line[5:])
+            elif b"content_block_delta" in line:
+                self._delta(line[5:])
+
+    def abort_floor(self) -> bool:
+        """For a stream that ended early: output tokens at least the relayed characters / CHARS_PER_TOKEN.
+
+        Only when no `message_delta` usage arrived (then the upstream's own figure
+        stands). True when the estimate raised the output figure."""
+        if self.final:
+            return False
+        estimate = -(-self.output_chars // CHARS_PER_TOKEN)
+        if estimate <= self.usage.output_tokens:
+            return False
+        self.usage.output_tokens = estimate
+        return True
+
+    def _delta(self, payload: bytes) -> None:
+        try:
+            event = _decode(payload)
+        except msgspec.DecodeError:
+            return
+        delta = event.get("delta") if isinstance(event, dict) else None
+        if isinstance(delta, dict):
+            for name in _DELTA_FIELDS:
+                value = delta.get(name)
+                if isinstance(value, str):
+                    self.output_chars += len(value)
 
     def _line(self, payload: bytes) -> None:
         try:
@@ -86,6 +125,7 @@ class UsageScanner:
             usage = message.get("usage") if isinstance(message, dict) else None
         elif kind == "message_delta":
             usage = event.get("usage")
+            self.final = self.final or isinstance(usage, dict)
         else:
             return
         if isinstance(usage, dict):

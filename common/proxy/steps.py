@@ -11,6 +11,7 @@ imports lazily or parses config per request: per-config values come from
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,18 @@ from common.proxy.relay import StreamRelay
 from common.proxy.sse import UsageScanner, usage_of_body
 
 _MAX_ERROR_BODY = 64 * 1024
+# Control characters (C0, DEL, C1) and lone surrogates: no model id or tag has them, and a
+# NUL is a value PostgreSQL refuses, so one would reach the ledger's group commit.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _check_text(name: str, value: str) -> None:
+    """400 naming the field when `value` holds a control character (before any reservation)."""
+    found = _UNSAFE_TEXT.search(value)
+    if found is not None:
+        raise GatewayError(
+            400, f"{name}: contains a control character (U+{ord(found.group()):04X}); remove it and send again."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,13 @@ def check_body(request: Request, cfg: Config, endpoint: str) -> Call:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise GatewayError(400, "model: expected a string naming the model (for example claude-sonnet-4-5).")
+    _check_text("model", model)
+    tags = body.get("tags")
+    if isinstance(tags, dict):
+        for key, value in tags.items():
+            _check_text("tags", key)
+            if isinstance(value, str):
+                _check_text(f"tags.{key}", value)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise GatewayError(400, "messages: expected a list of messages.")

@@ -13,7 +13,8 @@ database is away; `observed` keeps recent per-model figures for an expected
 cost; `usage_report` is `/api/oauth/usage` as Claude Code reads it.
 The per-process objects (`caps.LIMITS`, `batcher.GROUP_COMMIT`,
 `queue.PENDING`, `observed.OBSERVED`) are made at import and live as long as
-the process.
+the process; `shutdown` saves what is unsettled when the instance is told to
+stop (flushes the queue, spills the rest as `spend.unsettled` log lines).
 """
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "queue",
     "reserve",
     "settle",
+    "shutdown",
     "store",
     "usage_report",
 ]

@@ -3,18 +3,27 @@
 While the database is away a settle is queued here instead of lost; a
 background thread retries with backoff, and the next settle that succeeds
 also writes up to 50 queued ones. The usage row's key (the reservation key)
-makes a replayed settle count once. The queue is bounded (PENDING_MAX); a
-settle dropped because it is full is logged as an error with its user and cost.
+makes a replayed settle count once. Rows are written with `batcher.write_one`,
+so a row the database refuses for its data is cleaned or parked, never left
+at the head blocking the rest. The queue is bounded (PENDING_MAX); a settle
+that does not fit is spilled (below) rather than dropped.
+
+When the process is stopping (`shutdown`) or exits, `spill` writes what is
+still queued as `spend.unsettled` log lines, each with the whole row, which
+`python -m gateway spend replay` re-applies; once spilling has started
+(`spill_from_now`), a newly refused settle is spilled at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 from collections import deque
 
 from common.core import logs
 from common.db import pool
-from common.spend import store
+from common.spend import batcher
 from common.spend.store import SettleRow
 
 PENDING_MAX = 10_000  # queued settles kept while the database is away
@@ -36,22 +45,20 @@ class RetryQueue:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._spill_now = False
         self.dropped = 0
 
     def size(self) -> int:
         return len(self._items)
 
     def add(self, row: SettleRow, exc: BaseException) -> None:
+        if self._spill_now:  # the instance is about to be killed: the log outlives it
+            batcher.park(row, "shutdown", exc)
+            return
         with self._lock:
             if len(self._items) >= self._capacity:
                 self.dropped += 1
-                logs.error(
-                    "SPEND USAGE LOST: the settle queue is full while the database is unavailable",
-                    capacity=self._capacity,
-                    dropped_total=self.dropped,
-                    user=row.user_email,
-                    cost_micros=row.cost_micros,
-                )
+                batcher.park(row, "queue_full", exc)
                 return
             self._items.append(row)
             queued = len(self._items)
@@ -60,16 +67,20 @@ class RetryQueue:
                 self._thread.start()
         logs.warning("spend settle queued; the database refused it", error=pool.describe_error(exc), queued=queued)
 
-    def flush(self, db: pool.Database | None = None, budget: int | None = None) -> int:
-        """Write queued settles in order; stop at the first failure. Returns how many were written."""
+    def flush(self, db: pool.Database | None = None, budget: int | None = None, deadline: float | None = None) -> int:
+        """Write queued settles in order; stop at the first failure (the database is away) or at
+        `deadline` (monotonic). A row refused for its data is cleaned or parked, not retried.
+        Returns how many left the queue."""
         written = 0
         while budget is None or written < budget:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             with self._lock:
                 if not self._items:
                     break
                 row = self._items[0]
             try:
-                store.settle(db or pool.get(), row)
+                batcher.write_one(db or pool.get(), row)
             except Exception:
                 break
             with self._lock:
@@ -89,6 +100,36 @@ class RetryQueue:
             self.flush()
             delay = 1.0 if len(self._items) < before else min(delay * 2, MAX_RETRY_DELAY)
 
+    def flush_until(self, deadline: float) -> int:
+        """Retry the queue until it is empty or `deadline` (monotonic) passes; how many were written."""
+        written = 0
+        while self._items and time.monotonic() < deadline:
+            done = self.flush(deadline=deadline)
+            written += done
+            if not done:
+                time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        return written
+
+    def spill(self, reason: str) -> int:
+        """Log every queued settle as a `spend.unsettled` line and empty the queue; how many."""
+        with self._lock:
+            rows = list(self._items)
+            self._items.clear()
+        for row in rows:
+            batcher.park(row, reason)
+        if rows:
+            logs.error(
+                "spend settles not written before the instance stopped; logged as spend.unsettled lines: "
+                "apply them with `python -m gateway spend replay`",
+                rows=len(rows),
+                cost_micros=sum(r.cost_micros for r in rows),
+            )
+        return len(rows)
+
+    def spill_from_now(self, on: bool = True) -> None:
+        """From now on (shutdown), spill a refused settle at once instead of queueing it."""
+        self._spill_now = on
+
     def wake(self) -> None:
         """Retry now instead of at the next backoff step."""
         self._wake.set()
@@ -99,6 +140,8 @@ class RetryQueue:
 
 
 PENDING = RetryQueue()
+# A process that exits with settles queued (no SIGTERM seen, or after the shutdown's spill) logs them.
+atexit.register(PENDING.spill, "exit")
 
 
 def pending() -> int:

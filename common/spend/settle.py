@@ -5,8 +5,13 @@
 row, the counters its cost goes to (the caller's, the org's and each group's,
 shared keys on a random one of SHARDS rows) and the holds to drop. `settle()`
 commits it through the group commit (`batcher.GROUP_COMMIT`); a settle the
-database refuses goes to the retry queue (`queue.PENDING`), so no usage is
-lost while the database is away.
+database cannot take goes to the retry queue (`queue.PENDING`), so no usage
+is lost while the database is away, and a queued settle makes the instance
+watch for SIGTERM (`shutdown`), so the queue is flushed or spilled before it dies.
+
+Admission learns only from complete answers: `reserve.observe` skips a status
+of 400 and above, which is how a partial settle is marked (`proxy.relay`:
+499 drain cut, 502 upstream dropped, 503 instance stopped, 504 upstream silent).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from common.core import logs
+from common.core.usage import MAX_TOKENS
 from common.db import pool
-from common.spend import batcher, caps, queue, reserve
+from common.spend import batcher, caps, queue, reserve, shutdown
 from common.spend.reserve import Reservation
 from common.spend.store import SettleRow
 
@@ -72,12 +79,20 @@ def settle(cfg: Config, info: RequestInfo, reservation: Reservation | None, usag
     if info.endpoint != "messages" and not (isinstance(reservation, Reservation) and reservation.held):
         return 0  # count_tokens is free and was never reserved: no round trip
     settled = row(cfg, info, reservation if isinstance(reservation, Reservation) else None, usage, status)
+    if usage.clamped:
+        logs.warning(
+            "upstream usage figures out of range; billed clamped to [0, bound]",
+            reported=usage.clamped,
+            bound=MAX_TOKENS,
+            model=info.model,
+        )
     reserve.observe(cfg, info, usage, status)
     try:
         db = pool.get()
         batcher.GROUP_COMMIT.settle(db, settled)
     except Exception as exc:
         queue.PENDING.add(settled, exc)
+        shutdown.watch()
         return settled.cost_micros
     if queue.PENDING.size():
         queue.PENDING.flush(db, budget=50)

@@ -17,7 +17,9 @@ day and model with the database's own totals), `UserSpend`, `RequestRow`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -322,6 +324,82 @@ class SettleRow:
             "settings_check": self.settings_check,
         }
 
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> SettleRow:
+        """The row `as_item` gave (a spilled `spend.unsettled` line); KeyError/ValueError/TypeError if it is not one."""
+        keys, shards = item["keys"], item["shards"]
+        if not isinstance(keys, list) or not isinstance(shards, list) or len(keys) != len(shards):
+            raise ValueError("keys and shards must be lists of one length")
+        return cls(
+            reservation_key=str(item["reservation"]),
+            request_id=_text_or_none(item.get("request_id")),
+            at=datetime.fromisoformat(item["at"]),
+            day=date.fromisoformat(item["day"]),
+            user_email=str(item["user"]),
+            user_sub=_text_or_none(item.get("sub")),
+            groups=tuple(str(g) for g in item["groups"]),
+            model=str(item["model"]),
+            upstream=str(item["upstream"]),
+            upstream_model=_text_or_none(item.get("upstream_model")),
+            billing_group=_text_or_none(item.get("billing_group")),
+            endpoint=str(item["endpoint"]),
+            status=int(item["status"]),
+            input_tokens=int(item["input"]),
+            output_tokens=int(item["output"]),
+            cache_read_tokens=int(item["cache_read"]),
+            cache_write_5m_tokens=int(item["cache_5m"]),
+            cache_write_1h_tokens=int(item["cache_1h"]),
+            cost_micros=int(item["cost"]),
+            counters=tuple((str(k), int(s)) for k, s in zip(keys, shards, strict=True)),
+            sweep=False,
+        )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# C0/C1 control characters and lone surrogates: what PostgreSQL text (UTF-8) or jsonb refuses,
+# or what no id should hold.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def sanitized(row: SettleRow) -> SettleRow:
+    """`row` with every unsafe character of its text fields replaced by U+FFFD (the same row if none)."""
+
+    def clean(value: str) -> str:
+        return _UNSAFE.sub("\ufffd", value)
+
+    def maybe(value: str | None) -> str | None:
+        return None if value is None else clean(value)
+
+    return dataclasses.replace(
+        row,
+        request_id=maybe(row.request_id),
+        user_email=clean(row.user_email),
+        user_sub=maybe(row.user_sub),
+        groups=tuple(clean(g) for g in row.groups),
+        model=clean(row.model),
+        upstream=clean(row.upstream),
+        upstream_model=maybe(row.upstream_model),
+        billing_group=maybe(row.billing_group),
+        endpoint=clean(row.endpoint),
+        counters=tuple((clean(k), s) for k, s in row.counters),
+    )
+
+
+def refused(exc: BaseException) -> bool:
+    """Did the database (or the driver) refuse a statement for its data, not for being unreachable?
+
+    SQLSTATE class 22 (data exception: an invalid byte sequence, a value out of
+    range) or 23 (integrity), or a value the driver cannot encode. Retrying such
+    a row is pointless; any other error (connection lost, server shutting
+    down, a lock timeout) may pass on a retry."""
+    if isinstance(exc, (UnicodeError, OverflowError)):
+        return True
+    detail = exc.args[0] if exc.args else None
+    return isinstance(detail, dict) and str(detail.get("C", ""))[:2] in ("22", "23")
+
 
 _SETTLE = (
     "SELECT spend_settle(%s::uuid, %s, %s, %s::date, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s,"
@@ -338,6 +416,16 @@ def settle(db: Database, row: SettleRow) -> None:
 def settle_batch(db: Database, rows: Sequence[SettleRow]) -> None:
     """`spend_settle_batch`: the effects of `settle` for every row, in one statement."""
     db.execute("SELECT spend_settle_batch(%s::jsonb)", (json.dumps([r.as_item() for r in rows]),))
+
+
+def recorded(db: Database, reservation_keys: Sequence[str]) -> set[str]:
+    """Which of these settle keys already have their usage row."""
+    if not reservation_keys:
+        return set()
+    rows = db.execute(
+        "SELECT request_key::text FROM spend_usage WHERE request_key = ANY(%s::uuid[])", (list(reservation_keys),)
+    )
+    return {str(r[0]) for r in rows}
 
 
 def delete_usage(db: Database) -> None:
