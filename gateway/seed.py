@@ -15,6 +15,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
+from common import config
 from common.audit import records
 from common.core import periods
 from common.db import pool
@@ -24,7 +27,9 @@ MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5")
 
 
 def main(*, users: int, days: int, per_day: int, audit_per_day: int, append: bool) -> int:
-    db = pool.get()  # migrations applied
+    pool.get()  # migrations applied
+    # Its own pool: one day's INSERT of 200k rows outlasts the request path's socket timeout.
+    db = pool.Database(msgspec.structs.replace(config.current().store, connect_timeout_seconds=600.0))
     if not append and spend_store.has_usage(db):
         print("refusing: the database already holds usage rows (use --append to add to them)", file=sys.stderr)
         return 2
