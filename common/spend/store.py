@@ -455,26 +455,24 @@ def sweep_usage(db: Database, before: date, batch: int) -> int:
     )
 
 
-def sweep_rollups(db: Database, before: date, batch: int) -> int:
-    """Delete up to `batch` daily rollups of days before `before`."""
+def _sweep_days(db: Database, table: str, before: date, batch: int) -> int:
     return _count(
         db.execute(
-            "WITH gone AS (DELETE FROM spend_daily WHERE ctid = ANY(ARRAY("
-            " SELECT ctid FROM spend_daily WHERE day < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
+            f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (table: a constant below)
+            f" SELECT ctid FROM {table} WHERE day < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
             (before, batch),
         )
     )
+
+
+def sweep_rollups(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` daily rollups of days before `before`."""
+    return _sweep_days(db, "spend_daily", before, batch)
 
 
 def sweep_counters(db: Database, before: date, batch: int) -> int:
     """Delete up to `batch` per-day counters of days before `before` (no cap period reaches that far back)."""
-    return _count(
-        db.execute(
-            "WITH gone AS (DELETE FROM spend_counters WHERE ctid = ANY(ARRAY("
-            " SELECT ctid FROM spend_counters WHERE day < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
-            (before, batch),
-        )
-    )
+    return _sweep_days(db, "spend_counters", before, batch)
 
 
 def sweep_holds(db: Database, batch: int) -> int:
