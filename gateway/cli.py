@@ -197,6 +197,38 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return catalog.refresh(Path(args.source), version=args.version, check=args.check)
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    from common import config
+    from gateway import seed
+
+    if args.config:
+        config.use(args.config)
+    return seed.main(
+        users=args.users, days=args.days, per_day=args.per_day, audit_per_day=args.audit_per_day, append=args.append
+    )
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    import json
+
+    from common import config
+    from common.admin import retention
+
+    if args.config:
+        config.use(args.config)
+    outcome = retention.sweep(config.current())
+    if outcome.skipped:
+        print("another instance is sweeping (advisory lock held); nothing done")
+        return 0
+    print(
+        json.dumps(
+            {"complete": outcome.complete, "seconds": round(outcome.seconds, 3), "deleted": outcome.deleted},
+            sort_keys=True,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Claude apps gateway commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="log lines (JSON per line) or a Cloud Logging export (entries with jsonPayload)")
     p.add_argument("--config")
     p.set_defaults(func=cmd_spend_replay)
+
+    p = sub.add_parser("seed", help="fill the database with a synthetic history for measurement")
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--per-day", type=int, default=200, help="requests per developer per day (default 200)")
+    p.add_argument("--audit-per-day", type=int, default=8000, help="audit events per day (default 8000)")
+    p.add_argument("--append", action="store_true", help="add to a database that already holds usage")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("retention", help="storage retention (retention: in gateway.yaml)")
+    retention_sub = p.add_subparsers(dest="retention_command", required=True)
+    p = retention_sub.add_parser("sweep", help="delete what retention says is too old, in bounded batches")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_retention)
 
     return parser
 

@@ -54,6 +54,7 @@ SURFACE: dict[str, list[str]] = {
         "Pricing",
         "PricingOverride",
         "RateLimit",
+        "Retention",
         "Runtime",
         "Store",
         "Telemetry",
@@ -75,6 +76,7 @@ SURFACE: dict[str, list[str]] = {
         "migrations",
         "pages",
         "pool",
+        "retention",
     ],
     "common.http": [
         "App",
@@ -188,6 +190,7 @@ SURFACE: dict[str, list[str]] = {
         "auth",
         "explain",
         "openapi",
+        "retention",
         "sessions",
         "spend_limits",
     ],

@@ -1,4 +1,4 @@
-"""The admin API (functions/admin maps paths here): spend limits, cost analytics, policy explain, sessions, the audit log, and the OpenAPI document.
+"""The admin API (functions/admin maps paths here): spend limits, cost analytics, policy explain, sessions, the audit log, the OpenAPI document, and the retention sweep (`retention`).
 
 `auth` decides who is an admin (admin keys or admin groups); `api` holds what
 every admin handler shares (pagination, validation, audit of writes).
@@ -11,6 +11,7 @@ __all__ = [
     "auth",
     "explain",
     "openapi",
+    "retention",
     "sessions",
     "spend_limits",
 ]

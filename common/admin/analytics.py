@@ -5,6 +5,9 @@ end of today) are UTC dates; `group_by` is any of user, group,
 model, day (repeat the parameter or separate with commas; default day);
 `user`, `group`, `model` filter. Grouping by group counts a request once in
 each of its caller's groups (so group rows can add up to more than the total).
+`total_amount` is the database's sum over the whole filter (each request once),
+also when the lines are truncated at MAX_ROWS (`has_more`). The report reads
+the daily rollups (`spend_daily`), not the per-request rows.
 Amounts are US cents as decimal strings, as in Anthropic's cost report.
 """
 
@@ -49,7 +52,7 @@ def cost(request: Request) -> Response:
     if (end - start).days > MAX_DAYS:
         raise api.invalid("ending_at", f"the range may span at most {MAX_DAYS} days")
     dims = _group_by(request)
-    rows = store.cost_report(
+    report = store.cost_report(
         pool.get(),
         start,
         end,
@@ -59,14 +62,12 @@ def cost(request: Request) -> Response:
         group=_filter(request, "group"),
         limit=MAX_ROWS + 1,
     )
-    truncated = len(rows) > MAX_ROWS
+    truncated = len(report.rows) > MAX_ROWS
     data: list[dict[str, Any]] = []
-    total = 0
-    for row in rows[:MAX_ROWS]:
+    for row in report.rows[:MAX_ROWS]:
         entry: dict[str, Any] = {
             dim: value.isoformat() if dim == "day" and value is not None else value for dim, value in row.keys.items()
         }
-        total += row.cost_micros
         entry.update(
             {
                 "amount": pricing.cents_string(row.cost_micros),
@@ -85,7 +86,7 @@ def cost(request: Request) -> Response:
             "starting_at": start.isoformat(),
             "ending_at": end.isoformat(),
             "group_by": dims,
-            "total_amount": pricing.cents_string(total),
+            "total_amount": pricing.cents_string(report.total_micros),
             "currency": "USD",
             "has_more": truncated,
         }

@@ -152,3 +152,25 @@ def count(
 def actions(db: pool.Database | None = None) -> list[str]:
     """The distinct actions recorded (at most 200, in order): the console's filter suggestions."""
     return [str(r[0]) for r in (db or pool.get()).execute("SELECT DISTINCT action FROM audit_log ORDER BY 1 LIMIT 200")]
+
+
+def sweep(db: pool.Database, before: datetime, batch: int) -> int:
+    """Delete up to `batch` events older than `before` (retention; index audit_log_at); how many went."""
+    rows = db.execute(
+        "WITH gone AS (DELETE FROM audit_log WHERE id = ANY(ARRAY("
+        " SELECT id FROM audit_log WHERE at < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
+        (before, batch),
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def seed(db: pool.Database, day: datetime, count: int) -> int:
+    """Synthetic sign-in events spread over one day (`python -m gateway seed`); the rows written."""
+    rows = db.execute(
+        "WITH ins AS (INSERT INTO audit_log (at, actor, action, target, client_ip, detail)"
+        " SELECT %s::timestamptz + make_interval(secs => i * 86399 / %s::int), 'dev' || (i %% 1000) || '@example.com',"
+        " 'token.refresh', 'ses_seed' || (i %% 1000), '203.0.113.7', '{\"seed\": true}'::jsonb"
+        " FROM generate_series(1, %s::int) i RETURNING 1) SELECT count(*) FROM ins",
+        (day, count, count),
+    )
+    return int(rows[0][0]) if rows else 0

@@ -76,3 +76,15 @@ def check(bucket: str, limit: RateLimit, what: str, db: pool.Database | None = N
     hits, retry_after = hit(bucket, limit, db)
     if hits > limit.max:
         raise refusal(what, retry_after)
+
+
+def sweep(before: float, batch: int, db: pool.Database | None = None) -> int:
+    """Delete up to `batch` windows of any kind that started before `before` (a UNIX time; retention
+    passes one older than the longest window, so only ended windows go); how many went."""
+    rows = (db or pool.get()).execute(
+        "WITH gone AS (DELETE FROM rate_limits WHERE ctid = ANY(ARRAY("
+        " SELECT ctid FROM rate_limits WHERE window_start < to_timestamp(%s) LIMIT %s FOR UPDATE SKIP LOCKED))"
+        " RETURNING 1) SELECT count(*) FROM gone",
+        (before, batch),
+    )
+    return int(rows[0][0]) if rows else 0

@@ -338,3 +338,30 @@ def revoked_since(horizon_seconds: int, db: pool.Database | None = None) -> froz
         "SELECT id FROM auth_sessions WHERE revoked_at > now() - make_interval(secs => %s)", (horizon_seconds,)
     )
     return frozenset(r[0] for r in rows)
+
+
+# --- retention: bounded deletes by age (common.admin.retention schedules them) ----------------
+
+
+def sweep_sessions(before: datetime, batch: int, db: pool.Database | None = None) -> int:
+    """Delete up to `batch` sign-ins that expired or were revoked before `before`, with their refresh
+    tokens (ON DELETE CASCADE). Their access tokens expired long before; a refresh finds no session."""
+    rows = (db or pool.get()).execute(
+        "WITH gone AS (DELETE FROM auth_sessions WHERE id = ANY(ARRAY("
+        " (SELECT id FROM auth_sessions WHERE expires_at < %s LIMIT %s)"
+        " UNION (SELECT id FROM auth_sessions WHERE revoked_at < %s LIMIT %s))) RETURNING 1)"
+        " SELECT count(*) FROM gone",
+        (before, batch, before, batch),
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def sweep_device_codes(before: datetime, batch: int, db: pool.Database | None = None) -> int:
+    """Delete up to `batch` device codes that expired before `before` (index device_codes_expires)."""
+    rows = (db or pool.get()).execute(
+        "WITH gone AS (DELETE FROM device_codes WHERE device_code_hash = ANY(ARRAY("
+        " SELECT device_code_hash FROM device_codes WHERE expires_at < %s LIMIT %s)) RETURNING 1)"
+        " SELECT count(*) FROM gone",
+        (before, batch),
+    )
+    return int(rows[0][0]) if rows else 0

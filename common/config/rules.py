@@ -199,6 +199,7 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
     for i, dest in enumerate(cfg.telemetry.forward_to):
         if urlsplit(dest.url).scheme not in ("http", "https"):
             errors.append(f"telemetry.forward_to[{i}].url: expected an http(s) URL, got {short(dest.url)}")
+    _retention_rules(cfg, errors)
     return errors, warnings
 
 
@@ -223,6 +224,32 @@ def _model_upstreams(
                 f"models[{i}].upstream_model.{key}: {short(key)} is not in {where}, so this id is never sent; "
                 "add the upstream to the list or remove the entry"
             )
+
+
+def _retention_rules(cfg: Config, errors: list[str]) -> None:
+    """`retention`: positive ages; rollups (what the reports read) outlive the rows they sum; caps keep their month."""
+    r = cfg.retention
+    for key in ("audit_days", "spend_usage_months", "spend_rollup_months", "sessions_days_after_expiry"):
+        value = getattr(r, key)
+        if value is not None and value < 1:
+            errors.append(f"retention.{key}: expected a positive whole number or null (keep forever), got {value}")
+    for key in ("device_codes_hours_after_expiry", "rate_limits_hours_after_window"):
+        if getattr(r, key) < 0:
+            errors.append(f"retention.{key}: expected 0 or more hours, got {getattr(r, key)}")
+    usage, rollup = r.spend_usage_months, r.spend_rollup_months
+    if rollup is not None and rollup < 2:
+        errors.append(
+            f"retention.spend_rollup_months: expected at least 2 (a monthly cap reads its counters), got {rollup}"
+        )
+    if rollup is not None and (usage is None or usage > rollup):
+        errors.append(
+            f"retention.spend_rollup_months: must be at least spend_usage_months ({usage}), got {rollup}: "
+            "the cost report reads the rollups, so they must outlive the usage rows (or set both to null)"
+        )
+    if not 1 <= r.batch_rows <= 100_000:
+        errors.append(f"retention.batch_rows: expected 1 to 100000 rows per statement, got {r.batch_rows}")
+    if not 0 < r.max_seconds <= 3600:
+        errors.append(f"retention.max_seconds: expected a number in (0, 3600], got {r.max_seconds!r}")
 
 
 def _alert_rules(cfg: Config, errors: list[str]) -> None:

@@ -264,6 +264,19 @@ class Telemetry(_Base, frozen=True):
     push_client_env: bool = True  # (ours) with forward_to set, managed settings turn on Claude Code's OTLP export
 
 
+class Retention(_Base, frozen=True):
+    """(ours) how long rows are kept (null: forever), and how a sweep runs; see docs/operations.md."""
+
+    audit_days: int | None = 365
+    spend_usage_months: int | None = 13  # per-request usage rows
+    spend_rollup_months: int | None = 25  # daily rollups and per-day counters: what reports read
+    sessions_days_after_expiry: int | None = 90  # sign-ins (identity, groups) after expiry or revocation
+    device_codes_hours_after_expiry: int = 24
+    rate_limits_hours_after_window: int = 24
+    batch_rows: int = 5000  # rows per DELETE statement: locks and WAL stay small
+    max_seconds: float = 300.0  # one sweep's budget; the next run continues
+
+
 class Local(_Base, frozen=True):
     """(ours) marks a configuration made for a local run; `make token` needs it."""
 
@@ -288,6 +301,7 @@ class Config(_Base, frozen=True):
     pricing: Pricing | None = None
     alerts: Alerts | None = None
     telemetry: Telemetry = Telemetry()
+    retention: Retention = Retention()
     login_notice: str | None = None
     config_refresh_seconds: int = 300
     local: Local = Local()

@@ -3,7 +3,8 @@
 `pool` holds connections, `Database` (with `transaction()`), this instance's
 `get()` / `reset()` / `ready()`, `DatabaseUnavailable` and `describe_error()`;
 `migrations` the numbered SQL files and `migrate()` (under an advisory lock);
-`pages` `keyset_page()`, the one keyset-pagination query. The SQL of each
+`pages` `keyset_page()`, the one keyset-pagination query; `retention`
+`sweep()`, batched deletes under one advisory lock (the tables' owners give the deletes). The SQL of each
 table group lives in the package that owns the tables (`auth.store`,
 `auth.ratelimit`, `audit.records`, `spend`); this package knows no table but
 `schema_migrations`.
@@ -13,4 +14,5 @@ __all__ = [
     "migrations",
     "pages",
     "pool",
+    "retention",
 ]

@@ -429,13 +429,13 @@ def recorded(db: Database, reservation_keys: Sequence[str]) -> set[str]:
 
 
 def delete_usage(db: Database) -> None:
-    """Forget every usage row, counter and hold (benchmarks and dev tools; the gateway never calls it)."""
-    db.execute("TRUNCATE spend_usage, spend_counters, spend_holds")
+    """Forget every usage row, rollup, counter and hold (benchmarks and dev tools; the gateway never calls it)."""
+    db.execute("TRUNCATE spend_usage, spend_daily, spend_counters, spend_holds")
 
 
 # --- reports over the usage rows ---------------------------------------------------------
 
-_COST_COLUMNS = {"user": "u.user_email", "group": "g.grp", "model": "u.model", "day": "u.day"}
+_COST_COLUMNS = {"user": "d.user_email", "group": "g.grp", "model": "d.model", "day": "d.day"}
 COST_DIMENSIONS: tuple[str, ...] = tuple(_COST_COLUMNS)
 
 
@@ -450,6 +450,12 @@ class CostRow:
     cache_write_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class CostReport:
+    rows: list[CostRow]  # at most the `limit` asked for
+    total_micros: int  # every request matching the filter, once each, however many lines were returned
+
+
 def cost_report(
     db: Database,
     start: date,
@@ -460,41 +466,53 @@ def cost_report(
     model: str | None = None,
     group: str | None = None,
     limit: int,
-) -> list[CostRow]:
-    """Cost and tokens of the usage rows of days [start, end) grouped by `group_by` (names in
-    COST_DIMENSIONS), at most `limit` lines. Grouping by group counts a request once in each of its
-    caller's groups; a request without groups falls in a None group."""
-    where = ["u.day >= %s", "u.day < %s"]
+) -> CostReport:
+    """Cost and tokens of days [start, end) grouped by `group_by` (names in COST_DIMENSIONS), at most
+    `limit` lines, and the total over the whole filter, in one statement on the daily rollups
+    (`spend_daily`, ~3 rows per user and day). Grouping by group counts a request once in each of its
+    caller's groups; a request without groups falls in a None group; the total counts it once."""
+    where = ["d.day >= %s", "d.day < %s"]
     args: list[Any] = [start, end]
-    for column, value in (("u.user_email", user), ("u.model", model)):
+    for column, value in (("d.user_email", user), ("d.model", model)):
         if value:
             where.append(f"{column} = %s")
             args.append(value)
     if group:
-        where.append("%s = ANY(u.groups)")
+        where.append("%s = ANY(d.groups)")
         args.append(group)
     needs_groups = "group" in group_by
     source = (
-        "spend_usage u LEFT JOIN LATERAL unnest(CASE WHEN cardinality(u.groups) = 0 THEN ARRAY[NULL::text]"
-        " ELSE u.groups END) AS g(grp) ON TRUE"
+        "f d LEFT JOIN LATERAL unnest(CASE WHEN cardinality(d.groups) = 0 THEN ARRAY[NULL::text]"
+        " ELSE d.groups END) AS g(grp) ON TRUE"
         if needs_groups
-        else "spend_usage u"
+        else "f d"
     )
+    line_where = "TRUE"
+    line_args: list[Any] = []
     if needs_groups and group:
-        where.append("g.grp = %s")
-        args.append(group)
+        line_where = "g.grp = %s"
+        line_args.append(group)
     columns = [_COST_COLUMNS[d] for d in group_by]
+    # The total is a second aggregate over the same filtered rollups (before any unnest), so a
+    # truncated page or a request in two groups cannot skew it.
     sql = (
-        f"SELECT {', '.join(columns)}, sum(u.cost_micros), count(*), sum(u.input_tokens), sum(u.output_tokens),"  # noqa: S608
-        " sum(u.cache_read_tokens), sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)"
-        f" FROM {source} WHERE {' AND '.join(where)}"
-        f" GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)} LIMIT %s"
+        f"WITH f AS (SELECT * FROM spend_daily d WHERE {' AND '.join(where)}),"  # noqa: S608
+        " total AS (SELECT coalesce(sum(cost_micros), 0) AS micros FROM f),"
+        f" lines AS (SELECT {', '.join(columns)}, sum(d.cost_micros), sum(d.requests), sum(d.input_tokens),"
+        " sum(d.output_tokens), sum(d.cache_read_tokens), sum(d.cache_write_5m_tokens + d.cache_write_1h_tokens)"
+        f" FROM {source} WHERE {line_where}"
+        f" GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)} LIMIT %s)"
+        " SELECT total.micros, lines.* FROM total LEFT JOIN lines ON TRUE"
+        f" ORDER BY {', '.join(str(i + 2) for i in range(len(columns)))}"
     )
     n = len(columns)
-    return [
-        CostRow(dict(zip(group_by, r[:n], strict=True)), *(int(v) for v in r[n : n + 6]))
-        for r in db.execute(sql, (*args, limit))
+    result = db.execute(sql, (*args, *line_args, limit))
+    rows = [
+        CostRow(dict(zip(group_by, r[1 : n + 1], strict=True)), *(int(v) for v in r[n + 1 : n + 7]))
+        for r in result
+        if r[n + 1] is not None
     ]
+    return CostReport(rows, int(result[0][0]) if result else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -821,3 +839,84 @@ def users_last_seen(
         ("user:" + _contains(search.strip().lower()), first, last),
     )
     return [], int(count[0][0])
+
+
+# --- retention: bounded deletes by age (common.admin.retention schedules them) ----------------
+# Each deletes at most `batch` rows in one statement, found through an index on
+# the age column, and returns how many it deleted (fewer than `batch`: done).
+
+
+def _count(rows: list[tuple[Any, ...]]) -> int:
+    return int(rows[0][0]) if rows else 0
+
+
+def sweep_usage(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` usage rows of days before `before` (their rollups stay)."""
+    return _count(
+        db.execute(
+            "WITH gone AS (DELETE FROM spend_usage WHERE id = ANY(ARRAY("
+            " SELECT id FROM spend_usage WHERE day < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
+            (before, batch),
+        )
+    )
+
+
+def _sweep_days(db: Database, table: str, before: date, batch: int) -> int:
+    return _count(
+        db.execute(
+            f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (table: a constant below)
+            f" SELECT ctid FROM {table} WHERE day < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
+            (before, batch),
+        )
+    )
+
+
+def sweep_rollups(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` daily rollups of days before `before`."""
+    return _sweep_days(db, "spend_daily", before, batch)
+
+
+def sweep_counters(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` per-day counters of days before `before` (no cap period reaches that far back)."""
+    return _sweep_days(db, "spend_counters", before, batch)
+
+
+def sweep_holds(db: Database, batch: int) -> int:
+    """Delete up to `batch` expired holds (a settle also drops them; this catches quiet periods)."""
+    return _count(
+        db.execute(
+            "WITH gone AS (DELETE FROM spend_holds WHERE ctid = ANY(ARRAY("
+            " SELECT ctid FROM spend_holds WHERE expires_at < clock_timestamp() LIMIT %s FOR UPDATE SKIP LOCKED))"
+            " RETURNING 1) SELECT count(*) FROM gone",
+            (batch,),
+        )
+    )
+
+
+def has_usage(db: Database) -> bool:
+    return bool(db.execute("SELECT EXISTS (SELECT 1 FROM spend_usage)")[0][0])
+
+
+def seed_usage(
+    db: Database, day: date, users: int, per_day: int, *, models: Sequence[str], groups_per_user: int = 2
+) -> int:
+    """Synthetic usage of one day (`python -m gateway seed`): `per_day` requests for each of `users` developers,
+    spread over the day, with their counters, in one statement. Returns the rows written."""
+    rows = db.execute(
+        "WITH ins AS (INSERT INTO spend_usage (request_key, request_id, at, day, user_email, groups, model, upstream,"
+        " endpoint, status, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cost_micros)"
+        " SELECT gen_random_uuid(), 'seed', %s::date + make_interval(secs => (r * 86399 / %s::int + u) %% 86400),"
+        " %s::date, 'dev' || u || '@example.com',"
+        " ARRAY(SELECT 'team' || ((u + k * 7) %% 40) FROM generate_series(1, %s::int) k) || ARRAY['eng'],"
+        " (%s::text[])[1 + (u + r) %% cardinality(%s::text[])], 'vertex', 'messages',"
+        " CASE WHEN (u * 7 + r) %% 50 = 0 THEN 529 ELSE 200 END, 2000 + r %% 500, 300 + u %% 200, 20000, 500,"
+        " 1000 + (u * 13 + r * 7) %% 50000"
+        " FROM generate_series(1, %s::int) u, generate_series(1, %s::int) r RETURNING user_email, cost_micros),"
+        " counters AS (INSERT INTO spend_counters AS c (scope_key, day, shard, spent_micros)"
+        " SELECT 'user:' || user_email, %s::date, 0, sum(cost_micros) FROM ins GROUP BY 1"
+        " UNION ALL SELECT 'org', %s::date, 0, sum(cost_micros) FROM ins"
+        " ON CONFLICT (scope_key, day, shard) DO UPDATE SET spent_micros = c.spent_micros + EXCLUDED.spent_micros)"
+        " SELECT count(*) FROM ins",
+        (day, per_day, day, groups_per_user, list(models), list(models), users, per_day, day, day),
+    )
+    return _count(rows)
