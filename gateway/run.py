@@ -149,9 +149,10 @@ def main(port: int = 8080, fresh: bool = False) -> int:
         app = local.create_app()
         _banner(port, pg.url_for("gateway"), idp.issuer, upstream.base_url, applied, cfg.login_notice)
 
-        from functions_framework._http.gunicorn import GunicornApplication
+        from common.http import server as limits
 
-        server = GunicornApplication(app, "127.0.0.1", port, False)  # type: ignore[no-untyped-call]
+        # The limits production runs with (common/http/server.py): request line, headers, read time.
+        server = limits.BoundedGunicornApplication(app, "127.0.0.1", port, False)
         previous = signal.getsignal(signal.SIGTERM)
         try:
             server.run()

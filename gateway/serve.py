@@ -4,7 +4,8 @@ The same one-origin app as `make run` (`gateway.local.create_app`, routed by
 `common/paths.py`) under functions-framework's gunicorn application, with no
 stand-ins and no embedded database: gateway.yaml comes from $GATEWAY_CONFIG
 (a file or a Secret Manager secret name) and the database from its `store`
-section. Threads come from $THREADS (one per concurrent stream).
+section. Threads come from $THREADS (one per concurrent stream); the request
+line, header and read-time limits from `common.http.server`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import os
 
 
 def main(host: str = "0.0.0.0", port: int = 8080) -> int:  # noqa: S104 (a container listens on all interfaces)
-    from functions_framework._http.gunicorn import GunicornApplication
-
     from common import config
+    from common.http import server
     from gateway import local
 
     os.environ.setdefault("THREADS", "40")
@@ -25,5 +25,5 @@ def main(host: str = "0.0.0.0", port: int = 8080) -> int:  # noqa: S104 (a conta
         print(str(exc), flush=True)
         return 2
     app = local.create_app()
-    GunicornApplication(app, host, port, False).run()  # type: ignore[no-untyped-call]
+    server.BoundedGunicornApplication(app, host, port, False).run()
     return 0

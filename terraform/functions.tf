@@ -117,6 +117,13 @@ resource "google_cloudfunctions2_function" "gateway" {
       # functions-framework's gunicorn threads = requests in flight per instance.
       THREADS   = tostring(var.functions[each.key].concurrency)
       LOG_LEVEL = "INFO"
+      # The HTTP server's own limits (common/http/server.py; docs/operations.md):
+      # request line and headers, and how slowly a request may arrive.
+      GATEWAY_LIMIT_REQUEST_LINE        = "8190"
+      GATEWAY_LIMIT_REQUEST_FIELDS      = "100"
+      GATEWAY_LIMIT_REQUEST_FIELD_SIZE  = "8190"
+      GATEWAY_READ_TIMEOUT_SECONDS      = "15"
+      GATEWAY_MIN_READ_BYTES_PER_SECOND = "4096"
     }
 
     dynamic "secret_environment_variables" {

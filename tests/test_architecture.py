@@ -93,6 +93,7 @@ SURFACE: dict[str, list[str]] = {
         "requestid",
         "responses",
         "router",
+        "server",
     ],
     "common.audit": [
         "records",

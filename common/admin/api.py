@@ -44,12 +44,18 @@ class Caller:
 def caller(request: Request, need: admin_auth.Access) -> Caller:
     cfg = config.current()
     admin = admin_auth.authenticate(request, cfg, need)
-    for name, value in request.args.items(multi=True):
-        _check_text(name, value)
+    check_args(request)
     return Caller(cfg, admin.actor, clientip.client_ip(request, cfg), request.headers.get("User-Agent"))
 
 
-def _check_text(field: str, value: str) -> None:
+def check_args(request: Request) -> None:
+    """400 naming the first query parameter Postgres could not store (NUL, a lone surrogate)."""
+    for name, value in request.args.items(multi=True):
+        check_text(name, name)
+        check_text(name, value)
+
+
+def check_text(field: str, value: str) -> None:
     """Postgres text cannot hold NUL, and lone surrogates cannot be encoded: refuse both as 400."""
     if "\x00" in value:
         raise invalid(field, "must not contain NUL characters")
@@ -61,10 +67,10 @@ def _check_text(field: str, value: str) -> None:
 
 def _check_strings(value: Any, field: str) -> None:
     if isinstance(value, str):
-        _check_text(field, value)
+        check_text(field, value)
     elif isinstance(value, dict):
         for key, inner in value.items():
-            _check_text(field, str(key))
+            check_text(field, str(key))
             _check_strings(inner, f"{field}.{key}" if field else str(key))
     elif isinstance(value, list):
         for i, inner in enumerate(value):

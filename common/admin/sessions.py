@@ -13,10 +13,11 @@ from typing import Any
 from flask import Request, Response
 
 from common import config
+from common.admin import api
 from common.admin import auth as admin_auth
 from common.auth import revocation, store
 from common.core.errors import GatewayError
-from common.http import clientip, json_response, read_json_body
+from common.http import clientip, json_response
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -45,6 +46,7 @@ def render(row: store.SessionRow) -> dict[str, Any]:
 def list_sessions(request: Request) -> Response:
     cfg = config.current()
     admin_auth.authenticate(request, cfg, "read")
+    api.check_args(request)
     try:
         limit = int(request.args.get("limit", "20"))
     except ValueError:
@@ -72,9 +74,11 @@ def revoke_sessions(request: Request) -> Response:
     cfg = config.current()
     admin = admin_auth.authenticate(request, cfg, "write")
     session_id = request.path.rstrip("/").rsplit("/", 1)[-1] if request.method == "DELETE" else None
+    if session_id is not None:
+        api.check_text("session_id", session_id)
     email = None
     if session_id is None:
-        body = read_json_body(request, 64 * 1024)
+        body = api.body(request)  # 400 for NUL or a lone surrogate, as on every admin write
         email, session_id = body.get("email"), body.get("session_id")
         if not (isinstance(email, str) and email) and not (isinstance(session_id, str) and session_id):
             raise GatewayError(400, 'Send {"email": ...} or {"session_id": ...} to revoke sessions.')

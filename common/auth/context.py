@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,8 +20,13 @@ def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     """The urlencoded body as a dict (last value wins); OAuth errors for what a client got wrong."""
     try:
         raw = bodies.read(request, max_bytes)
-    except (bodies.InvalidLength, bodies.TooLarge):
+    except bodies.TooLarge:
         raise OAuthError("invalid_request", f"The form body must be at most {max_bytes} bytes.", status=413) from None
+    except bodies.InvalidLength:
+        raise OAuthError("invalid_request", "Content-Length is not a number.") from None
+    except bodies.Truncated as exc:
+        status = 408 if exc.timed_out else 400
+        raise OAuthError("invalid_request", "The form body ended before its Content-Length.", status=status) from None
     mimetype = (request.mimetype or "").lower()
     if raw and mimetype == "application/json":
         return _json_form(raw)
@@ -33,18 +37,26 @@ def form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
     except (UnicodeDecodeError, ValueError):
         raise OAuthError("invalid_request", "The form body is not valid urlencoded UTF-8.") from None
-    return {k: v for k, v in pairs}
+    return _checked({k: v for k, v in pairs})
+
+
+def _checked(params: dict[str, str]) -> dict[str, str]:
+    """`params`, or 400 naming the first one with a control character (Postgres refuses NUL in text)."""
+    for key, value in params.items():
+        if any(ch < " " or ch == "\x7f" for ch in key + value):
+            raise OAuthError("invalid_request", f"The parameter {key[:40]!r} holds a control character.")
+    return params
 
 
 def _json_form(raw: bytes) -> dict[str, str]:
     """Leniency for clients that post JSON: a flat object of strings reads like the form."""
     try:
-        body = json.loads(raw)
+        body = bodies.loads(raw)  # bounded depth, no lone surrogates
     except (ValueError, UnicodeDecodeError):
         raise OAuthError("invalid_request", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise OAuthError("invalid_request", f"Send the parameters as {FORM_TYPE}.")
-    return {str(k): v for k, v in body.items() if isinstance(v, str)}
+    return _checked({str(k): v for k, v in body.items() if isinstance(v, str)})
 
 
 def oauth_json(payload: dict[str, Any], status: int = 200) -> Response:

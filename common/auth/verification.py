@@ -163,6 +163,11 @@ def show(request: Request) -> Response:
     return response
 
 
+def _printable(text: str) -> str:
+    """`text` without control characters: a NUL would make Postgres refuse the audit row it goes into."""
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
+
+
 def _same_origin(cfg: Config, request: Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is not None:
@@ -185,7 +190,7 @@ def submit(request: Request) -> Response:
         return _page(
             cfg, "Request refused", '<p>The page expired. <a href="/device">Open it again</a> and retry.</p>', 403
         )
-    typed = request.form.get("user_code", "")[:40]
+    typed = _printable(request.form.get("user_code", ""))[:40]
     action = request.form.get("action", "approve")
     _, token, _ = _csrf_pair(cfg, request)
     user_code = crypto.normalize_user_code(typed)
@@ -269,7 +274,7 @@ def callback(request: Request) -> Response:
             actor="anonymous",
             target=shown,
             reason="idp_error",
-            error=request.args.get("error", "")[:100],
+            error=_printable(request.args.get("error", ""))[:100],
         )
         return _done(
             cfg,

@@ -7,7 +7,8 @@ line (`accesslog`); `access` applies `access_control` to the client address
 `clientip` works out; `health` answers /healthz and /readyz; `errors` renders
 exceptions through a registry keyed by exception class; `bodies` reads request
 bodies within a bound (and decompresses them within one); `responses` builds
-JSON responses. Handlers in the domain packages return `flask.Response`
+JSON responses; `server` bounds the HTTP server itself (request line, headers,
+read time) under functions-framework's gunicorn. Handlers in the domain packages return `flask.Response`
 objects, raise `core.errors` exceptions and never build an error body.
 """
 
@@ -31,4 +32,5 @@ __all__ = [
     "requestid",
     "responses",
     "router",
+    "server",
 ]

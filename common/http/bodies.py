@@ -15,8 +15,65 @@ import zlib
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import ClientDisconnected
 
 from common.core.errors import GatewayError
+from common.http import server
+
+MAX_DEPTH = 128  # JSON nesting a client may send: Claude Code's deepest (a tool's input schema) is far below
+
+
+class InvalidJSON(ValueError):
+    """Not JSON the gateway can hold: too deeply nested, or a string with a lone UTF-16 surrogate."""
+
+
+def loads(raw: bytes | str) -> Any:
+    """`json.loads`, and `InvalidJSON` (a ValueError) for nesting past MAX_DEPTH or a lone surrogate.
+
+    Python parses both (or raises RecursionError, not ValueError), and both fail
+    later where no one expects them: recursion in a handler, or a string that
+    cannot be encoded as UTF-8 for the database, the log or the upstream.
+    """
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise InvalidJSON(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    _check(value, suspect_surrogates=_may_hold_surrogates(raw))
+    return value
+
+
+def _may_hold_surrogates(raw: bytes | str) -> bool:
+    # Only an escape (or, in bytes, the UTF-8 form json accepts with surrogatepass) can make one.
+    if isinstance(raw, str):
+        return True  # a str may hold one as is; only tests and internal callers pass str
+    return b"\\u" in raw or b"\xed" in raw
+
+
+def _check(value: Any, suspect_surrogates: bool) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # iterative: the point is not to recurse on hostile depth
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                raise InvalidJSON(f"JSON nested deeper than {MAX_DEPTH} levels")
+            for key, child in item.items():
+                if suspect_surrogates:
+                    _check_text(key)
+                if isinstance(child, (dict, list)) or (suspect_surrogates and isinstance(child, str)):
+                    stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                raise InvalidJSON(f"JSON nested deeper than {MAX_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list, str)))
+        elif isinstance(item, str) and suspect_surrogates:
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJSON("a JSON string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
 
 
 class BodyError(Exception):
@@ -39,6 +96,18 @@ class TooLarge(BodyError):
         self.limit = limit
         self.declared = declared
         self.inflated = inflated
+
+
+class Truncated(BodyError):
+    """The body ended before its Content-Length: the client went away (or, with `timed_out`, sent too slowly)."""
+
+    def __init__(self, declared: int | None, received: int, timed_out: bool = False) -> None:
+        super().__init__(
+            f"body ended after {received} of {declared} bytes" + (" (too slow)" if timed_out else "")
+            if declared is not None
+            else f"body ended after {received} bytes"
+        )
+        self.timed_out = timed_out
 
 
 class UnsupportedEncoding(BodyError):
@@ -71,14 +140,19 @@ def read(request: Request, limit: int, *, length_required: bool = False) -> byte
     stream = request.stream
     parts: list[bytes] = []
     size = 0
-    while size <= limit:  # a stream may return short reads: loop until its end or past the limit
-        chunk = stream.read(limit + 1 - size)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
+    try:
+        while size <= limit:  # a stream may return short reads: loop until its end or past the limit
+            chunk = stream.read(limit + 1 - size)
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+    except (OSError, ClientDisconnected):  # a chunked body cut off, a reset, werkzeug's short-read check
+        raise Truncated(length, size, server.body_timed_out(request.environ.get("gunicorn.socket"))) from None
     if size > limit:
         raise TooLarge(limit)
+    if length is not None and size < length:
+        raise Truncated(length, size, server.body_timed_out(request.environ.get("gunicorn.socket")))
     return b"".join(parts)
 
 
@@ -109,6 +183,10 @@ def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         ) from None
     except InvalidLength:
         raise GatewayError(400, "Content-Length is not a number.") from None
+    except Truncated as exc:
+        if exc.timed_out:
+            raise GatewayError(408, "The request body did not arrive in time.") from None
+        raise GatewayError(400, "The request body ended before its Content-Length.") from None
     except TooLarge as exc:
         if exc.declared is not None:
             message = (
@@ -121,8 +199,8 @@ def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if not raw:
         raise GatewayError(400, "The request body is empty; send a JSON object.")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:  # InvalidJSON is a ValueError
         raise GatewayError(400, f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 import time
 from collections.abc import Iterable
@@ -122,14 +121,14 @@ def decode(signal: str, body: bytes, is_json: bool) -> Any:
             raise _Drop(f"not an OTLP protobuf export ({exc})") from None
         return message
     try:
-        document = json.loads(body)
+        document = bodies.loads(body)  # bounded depth: the id rewrite and ParseDict recurse
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Drop(f"not JSON ({exc})") from None
     if not isinstance(document, dict):
         raise _Drop("OTLP/JSON body is not an object")
     try:
         json_format.ParseDict(_hex_ids_to_base64(document), message, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
+    except (json_format.ParseError, binascii.Error, TypeError, ValueError, RecursionError) as exc:
         raise _Drop(f"not an OTLP/JSON export ({str(exc)[:200]})") from None
     return message
 
@@ -300,12 +299,17 @@ def relay(request: Request) -> Response:
     try:
         body = _read_body(request, cfg.telemetry.relay_max_bytes)
         message = decode(signal, body, is_json)
+        stamp(signal, message, telemetry.identity_attributes(identity), dict(cfg.telemetry.resource_attributes))
+        payload = message.SerializeToString()
     except _Drop as exc:
         telemetry.count("relay_dropped")
         logs.warning("telemetry export dropped", signal=signal, reason=str(exc))
         return _empty(is_json)
-    stamp(signal, message, telemetry.identity_attributes(identity), dict(cfg.telemetry.resource_attributes))
-    outcomes = forward(signal, message.SerializeToString(), destinations, cfg.telemetry.forward_timeout_ms)
+    except Exception as exc:  # the protocol: the relay always answers 200; what it could not read is dropped
+        telemetry.count("relay_dropped")
+        logs.error("telemetry export dropped: unexpected error", signal=signal, error_type=type(exc).__name__)
+        return _empty(is_json)
+    outcomes = forward(signal, payload, destinations, cfg.telemetry.forward_timeout_ms)
     for outcome, count in outcomes.items():
         telemetry.count(f"relay_{outcome}", count)
         if outcome != "delivered":

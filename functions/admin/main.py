@@ -11,9 +11,10 @@ from common.admin import sessions as admin_sessions
 from common.auth import revocation
 from common.console import pages as console
 from common.console import web as console_web
-from common.http import App
+from common.http import App, server
 
 revocation.install()
+server.install()  # request-line, header and read-time limits on functions-framework's gunicorn
 
 app = App("admin")
 app.route("/v1/organizations/sessions", ["GET"])(admin_sessions.list_sessions)

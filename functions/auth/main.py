@@ -7,9 +7,10 @@ import functions_framework
 from flask import Request, Response
 
 from common.auth import revocation, rfc7009, rfc8414, rfc8628, tokens, verification
-from common.http import App
+from common.http import App, server
 
 revocation.install()
+server.install()  # request-line, header and read-time limits on functions-framework's gunicorn
 
 app = App("auth", oauth_paths=("/oauth/device_authorization", "/oauth/token", "/oauth/revoke"))
 app.route("/.well-known/oauth-authorization-server", ["GET"])(rfc8414.discovery)

@@ -7,13 +7,14 @@ import functions_framework
 from flask import Request, Response
 
 from common.auth import revocation
-from common.http import App
+from common.http import App, server
 from common.policy import managed
 from common.proxy import pipeline as inference
 from common.spend import usage_report as usage
 from common.telemetry import relay as telemetry_relay
 
 revocation.install()  # bearer endpoints refuse revoked sessions
+server.install()  # request-line, header and read-time limits on functions-framework's gunicorn
 
 app = App("messages")
 app.route("/v1/messages", ["POST"])(inference.messages)
