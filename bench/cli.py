@@ -318,6 +318,7 @@ def execute(
         ):
             sc["real"] = real_traffic(args, results, targets, real)
             cold["rss_after_real_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
+            cold["pss_after_real_mb"] = {t.name: scenarios.mb(t.child.pss_bytes()) for t in targets if t.child}
 
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
         for _ in range(2 if gateway_up else 0):

@@ -480,6 +480,17 @@ def real_rows(results: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+    if "pss_after_real_mb" in cold:
+        rows.append(
+            [
+                "PSS after real traffic (MB; shared pages once)",
+                "—",
+                _cell(cold, "pss_after_real_mb", "gateway", digits=1),
+                _cell(cold, "pss_after_real_mb", "peer", digits=1),
+                "",
+                "",
+            ]
+        )
     return rows
 
 
