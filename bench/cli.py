@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="do not run the peer even if it was fetched")
     parser.add_argument("--threads", type=int, help="THREADS for gunicorn (default: the production figure)")
     parser.add_argument(
+        "--vcpus",
+        type=int,
+        help="an instance of N vCPUs: the gateway pinned to N cores (taskset), WORKERS and THREADS sized"
+        " for N as terraform/functions.tf does (default: terraform's cpu, unpinned)",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         help="experiment: the gateway's sys.setswitchinterval in seconds (CPython's default is 0.005)",
@@ -108,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             binary = peer.fetch()
     if binary is None and not args.no_peer:
         binary = peer.find_binary()
-    threads, threads_source = (args.threads, "--threads") if args.threads else target.production_threads()
+    concurrency, threads_source = target.production_threads()
+    workers, threads = target.sizing(args.vcpus or target.production_cpu(), concurrency)
+    if args.threads:
+        threads, threads_source = args.threads, "--threads"
+    args.workers = workers
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     run = Run(log_dir)
@@ -134,6 +144,8 @@ def execute(
         | {
             "threads": threads,
             "threads_source": threads_source,
+            "workers": args.workers,
+            "vcpus_pinned": args.vcpus,
             "upstream": args.upstream,
             "users": USERS,
             "switch_interval_s": args.switch_interval,
@@ -203,7 +215,15 @@ def execute(
     cold: dict[str, Any] = {"gateway": {}, "peer": {}}
     targets = [Target("direct", upstream_url, [standin.API_KEY], auth="x-api-key")]
     with stage("starting our gateway (cold start: spawn to first 200 on /v1/messages)"):
-        gw = target.start(config_path, port, threads, run.log_dir, switch_interval_s=args.switch_interval)
+        gw = target.start(
+            config_path,
+            port,
+            threads,
+            run.log_dir,
+            switch_interval_s=args.switch_interval,
+            workers=args.workers,
+            cpus=args.vcpus,
+        )
         run.on_exit(gw.stop)
         try:
             first = scenarios.first_200(
@@ -298,6 +318,7 @@ def execute(
         ):
             sc["real"] = real_traffic(args, results, targets, real)
             cold["rss_after_real_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
+            cold["pss_after_real_mb"] = {t.name: scenarios.mb(t.child.pss_bytes()) for t in targets if t.child}
 
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
         for _ in range(2 if gateway_up else 0):
@@ -309,6 +330,8 @@ def execute(
                 run.log_dir,
                 name="gateway-cold",
                 switch_interval_s=args.switch_interval,
+                workers=args.workers,
+                cpus=args.vcpus,
             )
             try:
                 cold["gateway"]["first_200_s"].append(

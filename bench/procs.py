@@ -65,6 +65,16 @@ class Child:
                 total += proc.memory_info().rss
         return total
 
+    def pss_bytes(self) -> int:
+        """Proportional set size of the tree: a page the gunicorn master shares with its
+        worker (copy-on-write after the fork) counted once, as the instance's memory is; the
+        sum of RSS counts it in both."""
+        total = 0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+                total += proc.memory_full_info().pss
+        return total
+
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.tree()[1:]] or [self.pid]
 

@@ -480,6 +480,17 @@ def real_rows(results: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+    if "pss_after_real_mb" in cold:
+        rows.append(
+            [
+                "PSS after real traffic (MB; shared pages once)",
+                "—",
+                _cell(cold, "pss_after_real_mb", "gateway", digits=1),
+                _cell(cold, "pss_after_real_mb", "peer", digits=1),
+                "",
+                "",
+            ]
+        )
     return rows
 
 
@@ -598,7 +609,8 @@ def markdown(results: dict[str, Any]) -> str:
     body = "".join(_row(row) for row in table_rows(results))
     lines = [
         f"Machine: {meta.get('nproc')} cores ({meta.get('cpu_model')}), {meta.get('memory_gb')} GB; "
-        f"THREADS={meta.get('threads')} ({meta.get('threads_source')}); upstream {meta.get('upstream')}; "
+        f"WORKERS={meta.get('workers', 1)} x THREADS={meta.get('threads')} ({meta.get('threads_source')})"
+        f"{_pinned(meta)}; upstream {meta.get('upstream')}; "
         f"spend enforcement: {meta.get('spend_enforcement')}; peer: {_peer_line(meta.get('peer', {}))}",
         "",
     ]
@@ -678,7 +690,7 @@ def chart(path: Path, results: dict[str, Any]) -> None:
     meta = results["meta"]
     fig.suptitle(
         f"Claude apps gateway vs direct vs peer — {meta.get('nproc')} cores {meta.get('cpu_model')}, "
-        f"THREADS={meta.get('threads')}, {meta.get('date_utc')}",
+        f"WORKERS={meta.get('workers', 1)} x THREADS={meta.get('threads')}, {meta.get('date_utc')}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -719,8 +731,8 @@ differences of percentiles against the direct run.
 - Everything co-located on loopback: load generator, model stand-in, embedded PostgreSQL, collector stand-in,
   the gateways. The machine is shared (load average at start {meta.get("load_average_at_start")}, at end {meta.get("load_average_at_end")}), so figures move
   by some percent between runs; the comparison within one run is what counts.
-- Our gateway: the `messages` function under functions-framework's gunicorn (gthread, 1 worker) with
-  THREADS={meta.get("threads")} ({meta.get("threads_source")}), real PostgreSQL, spend caps on every simulated
+- Our gateway: the `messages` function under functions-framework's gunicorn (gthread) with
+  WORKERS={meta.get("workers", 1)} x THREADS={meta.get("threads")} ({meta.get("threads_source")}){_pinned(meta)}, real PostgreSQL, spend caps on every simulated
   user ({meta.get("users")} users, one session token each; enforcement: {meta.get("spend_enforcement")}), telemetry
   exported to a collector stand-in ({_get(meta, "collector", "posts")} OTLP posts received), upstream kind `{meta.get("upstream")}`.
 - Peer: {_peer_line(meta.get("peer", {}))}.
@@ -756,6 +768,11 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
 
 def _pacing(pacing: dict[str, Any]) -> str:
     return f"{pacing.get('deltas')} text deltas {_f(pacing.get('gap_ms'), 0)} ms apart" if pacing else "paced deltas"
+
+
+def _pinned(meta: dict[str, Any]) -> str:
+    vcpus = meta.get("vcpus_pinned")
+    return f", pinned to {vcpus} core(s)" if vcpus else ""
 
 
 def _spend_shape_line(spend: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ functions/messages/main.py`), i.e. gunicorn with the gthread worker and
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -35,10 +36,28 @@ LIST_PRICES: dict[str, dict[str, float]] = {
     REAL_MODEL: {"input": 5, "output": 25, "cache_write": 6.25, "cache_write_1h": 10, "cache_read": 0.5},
 }
 DEFAULT_THREADS = 80  # Cloud Run concurrency 80 for `messages` -> THREADS 80 (see production_threads)
+DEFAULT_CPU = 1.0
+
+
+def sizing(cpu: float, concurrency: int) -> tuple[int, int]:
+    """(WORKERS, THREADS) for an instance of `cpu` vCPUs, as terraform/functions.tf sets them:
+    one worker per whole vCPU, the concurrency split between them."""
+    workers = max(1, math.floor(cpu))
+    return workers, math.ceil(concurrency / workers)
+
+
+def production_cpu(root: Path = procs.ROOT) -> float:
+    """The vCPUs of `messages` in terraform/ (`messages = { cpu = "N" ... }`), else 1."""
+    tf_dir = root / "terraform"
+    for path in sorted(tf_dir.rglob("*.tf")) if tf_dir.is_dir() else []:
+        match = re.search(r"\bmessages\s*=\s*\{[^}]*\bcpu\s*=\s*\"?([0-9.]+)", path.read_text(errors="replace"))
+        if match:
+            return float(match.group(1))
+    return DEFAULT_CPU
 
 
 def production_threads(root: Path = procs.ROOT) -> tuple[int, str]:
-    """The THREADS the deployment gives `messages`, and where that figure came from.
+    """The concurrency the deployment gives `messages` (WORKERS x THREADS), and where that figure came from.
 
     Read from terraform/ (the deploy engineer's source of truth) when present:
     THREADS is set to the function's concurrency there, so the figure is the
@@ -130,10 +149,11 @@ def write_config(directory: Path, **kwargs: Any) -> Path:
     return path
 
 
-def env(config_path: Path, threads: int, switch_interval_s: float | None = None) -> dict[str, str]:
+def env(config_path: Path, threads: int, switch_interval_s: float | None = None, workers: int = 1) -> dict[str, str]:
     out = procs.base_env(
         GATEWAY_CONFIG=str(config_path),
         THREADS=str(threads),
+        WORKERS=str(workers),
         GUNICORN_LOG_LEVEL="error",
     )
     if switch_interval_s is not None:
@@ -152,9 +172,15 @@ def start(
     log_dir: Path,
     name: str = "gateway",
     switch_interval_s: float | None = None,
+    workers: int = 1,
+    cpus: int | None = None,
 ) -> procs.Child:
-    """`messages` under functions-framework's gunicorn, exactly as the platform starts it."""
-    argv = procs.python_argv(
+    """`messages` under functions-framework's gunicorn, exactly as the platform starts it.
+
+    `cpus` pins the process tree to that many cores (taskset execs in place: same pid),
+    an instance of that many vCPUs on this machine."""
+    pin = ["taskset", "-c", f"0-{cpus - 1}"] if cpus else []
+    argv = pin + procs.python_argv(
         "-m",
         "functions_framework",
         "--target",
@@ -166,4 +192,4 @@ def start(
         "--port",
         str(port),
     )
-    return procs.spawn(name, argv, env(config_path, threads, switch_interval_s), log_dir)
+    return procs.spawn(name, argv, env(config_path, threads, switch_interval_s, workers), log_dir)

@@ -10,6 +10,7 @@ line, header and read-time limits from `common.http.server`.
 
 from __future__ import annotations
 
+import gc
 import os
 
 
@@ -25,5 +26,6 @@ def main(host: str = "0.0.0.0", port: int = 8080) -> int:  # noqa: S104 (a conta
         print(str(exc), flush=True)
         return 2
     app = local.create_app()
+    gc.freeze()  # before the fork: the workers' collections leave the imported objects' pages shared
     server.BoundedGunicornApplication(app, host, port, False).run()
     return 0

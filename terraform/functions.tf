@@ -63,6 +63,11 @@ resource "google_storage_bucket_iam_member" "build_reads_sources" {
 }
 
 locals {
+  # One gunicorn worker process per whole vCPU: a Python process runs on one core at
+  # a time (the GIL), so a second vCPU is idle without a second worker. The
+  # instance's concurrency is split between the workers, one thread per request.
+  workers = { for name, f in var.functions : name => max(1, floor(tonumber(f.cpu))) }
+
   # Secrets handed to every function as environment variables (their versions
   # always exist: Terraform creates them). gateway.yaml itself is read through
   # the API (GATEWAY_CONFIG) so that new versions are picked up without a deploy.
@@ -114,8 +119,9 @@ resource "google_cloudfunctions2_function" "gateway" {
 
     environment_variables = {
       GATEWAY_CONFIG = google_secret_manager_secret.gateway["gateway-yaml"].id
-      # functions-framework's gunicorn threads = requests in flight per instance.
-      THREADS   = tostring(var.functions[each.key].concurrency)
+      # functions-framework's gunicorn: WORKERS x THREADS = requests in flight per instance.
+      WORKERS   = tostring(local.workers[each.key])
+      THREADS   = tostring(ceil(var.functions[each.key].concurrency / local.workers[each.key]))
       LOG_LEVEL = "INFO"
       # The HTTP server's own limits (common/http/server.py; docs/operations.md):
       # request line and headers, and how slowly a request may arrive.

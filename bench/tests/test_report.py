@@ -241,3 +241,20 @@ def test_production_threads_follow_terraform(tmp_path: Path) -> None:
     )
     threads, source = target.production_threads(tmp_path)
     assert threads == 64 and source == "terraform/variables.tf"
+
+
+def test_workers_and_threads_are_sized_per_vcpu_as_terraform_does(tmp_path: Path) -> None:
+    from bench import target
+
+    assert target.production_cpu(tmp_path) == target.DEFAULT_CPU
+    (tmp_path / "terraform").mkdir()
+    (tmp_path / "terraform" / "variables.tf").write_text(
+        '    messages = { cpu = "2", memory = "1Gi", concurrency = 80, max_instances = 50 }\n'
+    )
+    assert target.production_cpu(tmp_path) == 2.0
+    # terraform/functions.tf: WORKERS = max(1, floor(cpu)), THREADS = ceil(concurrency / WORKERS)
+    assert target.sizing(1, 80) == (1, 80)
+    assert target.sizing(2, 80) == (2, 40)
+    assert target.sizing(4, 90) == (4, 23)
+    assert target.sizing(0.5, 80) == (1, 80)
+    assert target.env(tmp_path / "gateway.yaml", 40, workers=2)["WORKERS"] == "2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from flask import Request
@@ -173,8 +174,12 @@ def decompress(raw: bytes, encoding: str | None, limit: int) -> bytes:
     return body
 
 
-def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request's JSON object, with 411/413/400 for what a client got wrong."""
+def read_json_body(request: Request, max_bytes: int, decode: Callable[[bytes], Any] = loads) -> dict[str, Any]:
+    """The request's JSON object, with 411/413/400 for what a client got wrong.
+
+    `decode` may keep values undecoded (`/v1/messages` keeps them as raw JSON); it
+    raises `ValueError` on what is not JSON and returns a non-dict for what is not an object.
+    """
     try:
         raw = read(request, max_bytes, length_required=True)
     except LengthRequired:
@@ -199,7 +204,7 @@ def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if not raw:
         raise GatewayError(400, "The request body is empty; send a JSON object.")
     try:
-        body = loads(raw)
+        body = decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:  # InvalidJSON is a ValueError
         raise GatewayError(400, f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):

@@ -3,6 +3,8 @@
 A thin shell: it maps paths to handlers in `common/` and nothing else.
 """
 
+import gc
+
 import functions_framework
 from flask import Request, Response
 
@@ -31,3 +33,9 @@ app.route("/api/oauth/usage", ["GET"])(usage.usage)
 @functions_framework.http
 def messages(request: Request) -> Response:
     return app(request)
+
+
+# functions-framework imports this file in gunicorn's master, which then forks the worker:
+# frozen, the imported objects are never touched by the worker's collections, so their
+# pages stay shared with the master instead of being copied (~17 MB less per instance).
+gc.freeze()

@@ -205,7 +205,9 @@ def test_functions_are_wired(tf: tfconfig.Terraform) -> None:
     ):
         assert service[key] == f"${{var.functions[each.key].{var}}}"
     env = service["environment_variables"]
-    assert env["THREADS"] == "${tostring(var.functions[each.key].concurrency)}"
+    assert env["WORKERS"] == "${tostring(local.workers[each.key])}"
+    assert env["THREADS"] == "${tostring(ceil(var.functions[each.key].concurrency / local.workers[each.key]))}"
+    assert tf.locals["workers"] == "${{for name, f in var.functions : name => max(1, floor(tonumber(f.cpu)))}}"
     assert env["GATEWAY_CONFIG"] == '${google_secret_manager_secret.gateway["gateway-yaml"].id}'
     secret_env = dynamic(service, "secret_environment_variables")
     assert secret_env["for_each"] == "${local.secret_env}"

@@ -51,7 +51,9 @@ def _deep(depth: int) -> bytes:
     return b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-@pytest.mark.parametrize("depth", [300, 5000, 100_000])
+# /v1/messages keeps message content as raw JSON (it is forwarded, not decoded), so a body
+# nested 300 deep is valid and goes upstream; what the parser cannot take is refused with a 400.
+@pytest.mark.parametrize("depth", [5000, 100_000])
 def test_deep_json_on_messages_is_a_400(gateway: tuple[LiveServer, str], depth: int) -> None:
     live, token = gateway
     response = _post_raw(f"{live.url}/v1/messages", _deep(depth), {"Authorization": f"Bearer {token}"})

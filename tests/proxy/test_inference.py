@@ -396,12 +396,32 @@ def test_billing_group_tag(gw: Gateway) -> None:
         (json.dumps({"model": "claude-sonnet-4-5", "messages": [], "stream": "yes"}).encode(), "stream:"),
         (json.dumps({"model": "claude-sonnet-4-5", "messages": [], "stream": 1}).encode(), "stream:"),
         (json.dumps({"model": "claude-nonexistent-9", "messages": []}).encode(), "not allowed"),
+        # JSON that Python reads but the upstream request cannot carry: once a 500
+        (b'{"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "\\ud83d"}]}', "not valid JSON"),
+        (b'{"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "\xff"}]}', "not valid JSON"),
+        (b'{"model": "claude-sonnet-4-5", "max_tokens": 1e400, "messages": []}', "max_tokens:"),
+        (b'{"model": "claude-sonnet-4-5", "messages": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}", "not valid JSON"),
     ],
 )
 def test_bad_bodies_get_400(gw: Gateway, body: bytes, needle: str) -> None:
     status, kind, message = _error(gw.post(body))
     assert (status, kind) == (400, "invalid_request_error")
     assert needle in message
+
+
+def test_values_the_gateway_does_not_read_reach_the_upstream_as_written(gw: Gateway) -> None:
+    # Only model, stream, max_tokens and tags are decoded: the rest is relayed as the client's
+    # own bytes (numbers, escapes and spacing included), not parsed and encoded again.
+    raw = (
+        b'{"model":"claude-sonnet-4-5","max_tokens":64,"stream":false,'
+        b'"messages":[{"role":"user","content":"caf\\u00e9 \\ud83d\\ude00"}],'
+        b'"future_field":[1E400, 1.10, 12345678901234567890123],"tags":{"cost-center":"ml-research"}}'
+    )
+    assert gw.post(raw).status_code == 200
+    (record,) = gw.upstream.requests
+    assert b'"messages":[{"role":"user","content":"caf\\u00e9 \\ud83d\\ude00"}]' in record.body
+    assert b'"future_field":[1E400, 1.10, 12345678901234567890123]' in record.body
+    assert b"tags" not in record.body and record.json["max_tokens"] == 64
 
 
 def test_huge_and_chunked_bodies(tmp_path: Path, database_url: str, standin: Any) -> None:
