@@ -755,7 +755,7 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
 - Scenario 3: spawn to first 200 on `/v1/messages` (fresh processes), import time of each function's `main.py`
   in a fresh interpreter, resident memory of the process tree (gunicorn master + worker).
 - Real traffic (the headline): the `/v1/messages` request the pinned Claude Code CLI sends (`claude -p` in gateway
-  mode, pointed at a loopback recorder at bench time, `bench/capture.py`; its text is never committed), replayed
+  mode, pointed at a loopback recorder at bench time, `gateway/capture.py`; its text is never committed), replayed
   with its own headers, streamed, at c=1, c=32 and 64 streams. The stand-in answers with usage typical of Claude
   Code after the first turn (a few fresh input tokens, the prompt read from the cache, a few hundred tokens written
   to it and a few hundred output tokens) and {_pacing(_get(results, "meta", "real_request", "pacing") or {})}.
