@@ -9,6 +9,7 @@ session store's `revoke`) with the API's validation, messages and audit rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -36,6 +37,16 @@ from common.spend import store as spend_store
 
 PAGE_SIZE = 25
 CHART_DAYS = 30
+
+
+def _pager(number: int, pages: int, link: Callable[[int], str]) -> dict[str, Any]:
+    """A paged table's template values: this page, how many, and the links either side (None at the ends)."""
+    return {
+        "number": number,
+        "pages": pages,
+        "prev_link": link(number - 1) if number > 1 else None,
+        "next_link": link(number + 1) if number < pages else None,
+    }
 
 
 def _redirect(location: str) -> Response:
@@ -170,10 +181,7 @@ def users(ctx: Ctx) -> Response:
         search=search,
         window=window,
         windows=WINDOWS,
-        number=number,
-        pages=pages,
-        prev_link=link(number - 1) if number > 1 else None,
-        next_link=link(number + 1) if number < pages else None,
+        **_pager(number, pages, link),
         nav="users",
     )
 
@@ -345,10 +353,7 @@ def limits(ctx: Ctx) -> Response:
         form=form,
         scope_type=scope_type,
         done=ctx.request.args.get("done"),
-        number=number,
-        pages=pages,
-        prev_link=link(number - 1) if number > 1 else None,
-        next_link=link(number + 1) if number < pages else None,
+        **_pager(number, pages, link),
         periods=periods.PERIODS,
         nav="limits",
     )
@@ -456,10 +461,7 @@ def groups(ctx: Ctx) -> Response:
         search=search,
         window=window,
         windows=WINDOWS,
-        number=number,
-        pages=pages,
-        prev_link=link(number - 1) if number > 1 else None,
-        next_link=link(number + 1) if number < pages else None,
+        **_pager(number, pages, link),
         nav="groups",
     )
 
@@ -539,10 +541,7 @@ def group_item(ctx: Ctx) -> Response:
         members=members,
         member_count=member_count,
         member_spend=member_spend,
-        number=number,
-        pages=pages,
-        prev_link=link(number - 1) if number > 1 else None,
-        next_link=link(number + 1) if number < pages else None,
+        **_pager(number, pages, link),
         meter=charts.meter,
         nav="groups",
     )

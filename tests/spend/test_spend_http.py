@@ -20,14 +20,6 @@ from test_spend_enforcement import REJECT_HEADERS  # the exact 429 header set of
 from common.core.usage import Usage
 from common.db import pool as store
 from common.spend import pricing, queue
-from gateway.standins import upstream as standin_module
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Any]:
-    handle = standin_module.start()
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture

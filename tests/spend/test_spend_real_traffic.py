@@ -29,7 +29,6 @@ from common.core.usage import Usage
 from common.db import pool as store
 from common.proxy import metering
 from common.spend import pricing
-from gateway.standins import upstream as standin_module
 
 pytestmark = pytest.mark.e2e  # the body comes from the real CLI
 
@@ -54,13 +53,6 @@ def as_usage(figures: dict[str, int]) -> Usage:
         cache_read_input_tokens=figures["cache_read_input_tokens"],
         cache_creation_5m_input_tokens=figures["cache_creation_5m_input_tokens"],
     )
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Any]:
-    handle = standin_module.start()
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture
