@@ -19,18 +19,22 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 
 def worker_private_mb():
-    read, write = os.pipe()
+    # One pipe each way: with a single pipe the child could read back its own byte.
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         for _ in range(3):
             gc.collect()
-        os.write(write, b"x")
-        os.read(read, 1)
+        os.write(ready_w, b"x")
+        os.read(done_r, 1)
         os._exit(0)
-    os.read(read, 1)
+    os.read(ready_r, 1)
     uss = psutil.Process(pid).memory_full_info().uss
-    os.write(write, b"x")
+    os.write(done_w, b"x")
     os.waitpid(pid, 0)
+    for fd in (ready_r, ready_w, done_r, done_w):
+        os.close(fd)
     return uss / 2**20
 
 frozen = gc.get_freeze_count()
