@@ -152,14 +152,16 @@ def _window(name: str, today: date) -> date:
     return periods.start(name, today)  # type: ignore[arg-type]
 
 
+def _listing_args(ctx: Ctx) -> tuple[str, str, int]:
+    """A searchable ranked list's query: (search text, spend window, page number), each bounded."""
+    args = ctx.request.args
+    window = args.get("window", "monthly")
+    return args.get("q", "")[:200], window if window in WINDOWS else "monthly", _int(args.get("page"), 1, 1, 100_000)
+
+
 @page()
 def users(ctx: Ctx) -> Response:
-    args = ctx.request.args
-    search = args.get("q", "")[:200]
-    window = args.get("window", "monthly")
-    if window not in WINDOWS:
-        window = "monthly"
-    number = _int(args.get("page"), 1, 1, 100_000)
+    search, window, number = _listing_args(ctx)
     today = periods.today()
     db = store.get()
     rows, total, total_spend = spend_store.users_by_spend(
@@ -435,12 +437,7 @@ def alerts(ctx: Ctx) -> Response:
 
 @page()
 def groups(ctx: Ctx) -> Response:
-    args = ctx.request.args
-    search = args.get("q", "")[:200]
-    window = args.get("window", "monthly")
-    if window not in WINDOWS:
-        window = "monthly"
-    number = _int(args.get("page"), 1, 1, 100_000)
+    search, window, number = _listing_args(ctx)
     today = periods.today()
     rows, total, total_spend = spend_store.groups_by_spend(
         store.get(), _window(window, today), today, search, PAGE_SIZE, (number - 1) * PAGE_SIZE
