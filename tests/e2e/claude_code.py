@@ -128,6 +128,11 @@ class ManagedSettings:
                 self.path.parent.rmdir()
 
 
+def managed_settings_for(url: str) -> dict[str, str]:
+    """The machine's managed settings for a gateway at `url` (what `gateway onboard --url` emits)."""
+    return {"forceLoginMethod": "gateway", "forceLoginGatewayUrl": url}
+
+
 def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """A clean environment: nothing of ours (no ANTHROPIC_*, no proxies) leaks into the CLI."""
     env = {
@@ -142,15 +147,33 @@ def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
+@dataclass(frozen=True)
+class Machine:
+    """The developer machine the CLI runs on, beyond its HOME: what its environment adds (e.g. the
+    CA it trusts) and a command the CLI runs through (`ip netns exec NAME`: another network)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    prefix: tuple[str, ...] = ()
+
+    def command(self, claude: Path, *args: str) -> list[str]:
+        return [*self.prefix, str(claude), *args]
+
+
 def run_print(
-    claude: Path, home: Path, cwd: Path, prompt: str, timeout: float = 90, extra_env: dict[str, str] | None = None
+    claude: Path,
+    home: Path,
+    cwd: Path,
+    prompt: str,
+    timeout: float = 90,
+    extra_env: dict[str, str] | None = None,
+    machine: Machine = Machine(),
 ) -> subprocess.CompletedProcess[str]:
     """`claude -p PROMPT` with this HOME and nothing else; bounded by `timeout`."""
     try:
         return subprocess.run(
-            [str(claude), "-p", prompt],
+            machine.command(claude, "-p", prompt),
             cwd=cwd,
-            env=environment(home, extra_env),
+            env=environment(home, {**machine.env, **(extra_env or {})}),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -162,6 +185,11 @@ def run_print(
         raise AssertionError(
             f"claude -p did not finish in {timeout:.0f}s\nstdout:\n{out[-2000:]}\nstderr:\n{err[-2000:]}"
         ) from None
+
+
+def answer_of(done: subprocess.CompletedProcess[str]) -> str:
+    """A `claude -p` run for an assertion message: exit status and both outputs' tails."""
+    return f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-2000:]}"
 
 
 # --- the terminal ----------------------------------------------------------------------
@@ -287,15 +315,18 @@ class _Forms(HTMLParser):
 class Browser:
     """What a person's browser does at the verification page, with one cookie jar."""
 
-    def __init__(self, gateway: str) -> None:
+    def __init__(self, gateway: str, verify: str | bool = True) -> None:
         self.gateway = gateway.rstrip("/")
         self.http = requests.Session()
+        # An https gateway: the test CA's file, as the person's browser trusts it. Passed on each
+        # request: requests lets $REQUESTS_CA_BUNDLE override a Session's own `verify`.
+        self.verify = verify
         self.http.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) claude-code-e2e"
         self.trail: list[str] = []
 
     def approve(self, verification_uri_complete: str, user_code: str, timeout: float = 20) -> requests.Response:
         """Open the link, check the pre-filled code, press Approve, follow the IdP round trip."""
-        page = self.http.get(verification_uri_complete, timeout=timeout)
+        page = self.http.get(verification_uri_complete, timeout=timeout, verify=self.verify)
         self.trail.append(f"GET {verification_uri_complete} -> {page.status_code}")
         assert page.status_code == 200, f"verification page: {page.status_code} {page.text[:500]}"
         parser = _Forms()
@@ -314,7 +345,9 @@ class Browser:
         action = urljoin(page.url, form["action"] or page.url)
         # What a browser adds to a same-origin form post; the page's CSRF defence checks them.
         headers = {"Origin": self.gateway, "Sec-Fetch-Site": "same-origin", "Referer": page.url}
-        done = self.http.post(action, data=fields, headers=headers, timeout=timeout, allow_redirects=True)
+        done = self.http.post(
+            action, data=fields, headers=headers, timeout=timeout, allow_redirects=True, verify=self.verify
+        )
         for hop in [*done.history, done]:
             self.trail.append(f"{hop.request.method} {_strip_query(hop.url)} -> {hop.status_code}")
         return done
@@ -356,6 +389,7 @@ class SignIn:
     user_code: str = ""
     screen_url: str = ""
     opened_url: str = ""  # what the CLI handed to $BROWSER: verification_uri_complete
+    trust_screen: str = ""  # the `Trust gateway HOST?` screen as shown (https: with the fingerprint)
     browser_trail: list[str] = field(default_factory=list)
     browser_status: int = 0
     browser_text: str = ""
@@ -383,19 +417,48 @@ def _absent(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     return lambda text: pattern.search(text) is None
 
 
-def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, deadline_s: float = 120) -> SignIn:
-    """A fresh HOME through `/login` exactly as a person does it (E2E.md's screens), then /exit.
+def trust_pattern(host: str) -> re.Pattern[str]:
+    return re.compile(rf"Trust gateway {re.escape(host)}\?")
+
+
+def sign_in(
+    claude: Path,
+    gateway: str,
+    home: Path,
+    workdir: Path,
+    tmux: Tmux,
+    deadline_s: float = 120,
+    machine: Machine = Machine(),
+    verify: str | bool = True,
+    again: bool = False,
+) -> SignIn:
+    """A HOME through `/login` exactly as a person does it (E2E.md's screens), then /exit.
 
     Screens are matched in whatever order they come; each is handled once and
     must go away before the next is looked for. The browser part runs when the
-    code is on screen.
+    code is on screen. `verify` is what the person's browser trusts (an https
+    gateway: the test CA's file). `again`: a HOME that signed in before, which
+    starts at the prompt; the person types `/login` there.
     """
     home.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
     browser_program, opened = _browser_recorder(home.parent)
+    opened.unlink(missing_ok=True)  # a second sign-in of the same HOME reads only its own link
     result = SignIn(home=home, workdir=workdir)
     started = time.monotonic()
-    tmux.start([str(claude)], workdir, environment(home, {"BROWSER": str(browser_program)}))
+    env = environment(home, {"BROWSER": str(browser_program), **machine.env})
+    tmux.start(machine.command(claude), workdir, env)
+    if again:
+        tmux.wait_for(PROMPT, 60, what="the prompt of a signed-in HOME")
+        tmux.type("/login")
+        time.sleep(0.3)
+        tmux.send("Enter")
+        # The dialog takes the prompt's place: only then do the screens below start.
+        tmux.wait_for(_absent(PROMPT), 15, what="/login to open")
+
+    def trust(text: str) -> None:
+        result.trust_screen = result.trust_screen or text
+        choose(tmux, "Yes, trust")
 
     def browser_part(text: str) -> None:
         code = CODE.search(text)
@@ -410,7 +473,7 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
             time.sleep(0.1)
         result.opened_url = opened.read_text().strip().splitlines()[-1] if opened.exists() else ""
         target = result.opened_url or f"{result.screen_url}?user_code={result.user_code}"
-        browser = Browser(gateway)
+        browser = Browser(gateway, verify)
         done = browser.approve(target, result.user_code)
         result.browser_trail, result.browser_status, result.browser_text = browser.trail, done.status_code, done.text
         assert done.status_code == 200 and "signed in" in done.text.lower(), (
@@ -421,7 +484,7 @@ def sign_in(claude: Path, gateway: str, home: Path, workdir: Path, tmux: Tmux, d
     screens: list[tuple[str, re.Pattern[str], Callable[[str], None]]] = [
         ("theme", re.compile(r"Choose the text style"), lambda _: tmux.send("Enter")),
         ("connect", re.compile(r"Enter to connect"), lambda _: tmux.send("Enter")),
-        ("trust_gateway", re.compile(r"Trust gateway 127\.0\.0\.1\?"), lambda _: choose(tmux, "Yes, trust")),
+        ("trust_gateway", trust_pattern(urlsplit(gateway).hostname or ""), trust),
         ("code", CODE, browser_part),
         ("account", re.compile(r"Signed in to Cloud gateway as \S+"), lambda _: choose(tmux, "Yes, continue")),
         ("connected", re.compile(r"Connected to Cloud gateway"), lambda _: tmux.send("Enter")),

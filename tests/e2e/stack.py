@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from support import base_config, deep_merge, free_port, write_config
+from tls_front import TestCA, TlsFront
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -35,6 +36,8 @@ class Stack:
     collector: Any  # otlp_receiver.Receiver: the operator's OTLP collector
     server_log: Path
     managed: Any = None  # the claude_code.ManagedSettings this run owns
+    ca: TestCA | None = None  # https runs: the CA the client is told to trust
+    front: TlsFront | None = None  # https runs: the TLS-terminating front (the load balancer's part)
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request the gateway has answered so far (see gateway_wsgi.RequestLog)."""
@@ -130,8 +133,19 @@ def gunicorn(config_path: Path, port: int, request_log: Path, server_log: Path, 
 
 
 @contextlib.contextmanager
-def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
-    """IdP, upstream, migrated database and gunicorn, all on 127.0.0.1; stopped in reverse order."""
+def stack(
+    database_url: str,
+    workdir: Path,
+    overrides: dict[str, Any] | None = None,
+    https_host: str | None = None,
+    front_address: str = "127.0.0.1",
+) -> Iterator[Stack]:
+    """IdP, upstream, migrated database and gunicorn, all on 127.0.0.1; stopped in reverse order.
+
+    With `https_host` the gateway's public URL is `https://HOST:PORT`: a TLS front on
+    `front_address` (what HOST must resolve to) with a leaf for HOST from a fresh test CA
+    relays to gunicorn's plain http.
+    """
     from support import activate
     from support.otlp_receiver import otlp_receiver
 
@@ -148,6 +162,12 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
         stops.callback(upstream.stop)
         port = free_port()
         public_url = f"http://127.0.0.1:{port}"
+        ca = front = None
+        if https_host is not None:
+            ca = TestCA(workdir / "tls")
+            front = TlsFront(port, ca.issue(https_host), front_address)
+            stops.callback(front.close)
+            public_url = f"https://{https_host}:{front.port}"
         data = e2e_config(database_url, public_url, idp.issuer, upstream.base_url)
         # One local collector gets both the gateway's own metrics (flushed on every request, so
         # a test sees them at once) and the CLI's exports relayed through /v1/metrics|logs.
@@ -164,5 +184,5 @@ def stack(database_url: str, workdir: Path, overrides: dict[str, Any] | None = N
         store.reset()
         request_log = workdir / "requests.jsonl"
         server_log = workdir / "gunicorn.log"
-        url = stops.enter_context(gunicorn(config_path, port, request_log, server_log))
-        yield Stack(url, config_path, request_log, idp, upstream, collector, server_log)
+        stops.enter_context(gunicorn(config_path, port, request_log, server_log))
+        yield Stack(public_url, config_path, request_log, idp, upstream, collector, server_log, ca=ca, front=front)

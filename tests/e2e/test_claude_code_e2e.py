@@ -42,27 +42,12 @@ process.stdout.write("sha256:" + crypto.createHash("sha256").update(JSON.stringi
 """
 
 
-def managed_settings_for(url: str) -> dict[str, str]:
-    return {"forceLoginMethod": "gateway", "forceLoginGatewayUrl": url}
-
-
 def node_checksum(settings: Any) -> str:
     done = subprocess.run(
         ["node", "-e", NODE_CHECKSUM], input=json.dumps(settings), capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Path:
-    cc.prerequisites()
-    try:
-        binary: Path = cc.ensure_cli()
-        return binary
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        cc.require(False, f"cannot fetch Claude Code {cc.VERSION} with npm: {exc}")
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +60,7 @@ def gateway(claude: Path, pg: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         cc.ManagedSettings() as managed,
         gateway_stack.stack(pg.create_database(), workdir, overrides) as running,
     ):
-        managed.write(managed_settings_for(running.url))
+        managed.write(cc.managed_settings_for(running.url))
         running.managed = managed
         yield running
 
@@ -108,10 +93,6 @@ def copy_home(login: Login, into: Path) -> Path:
     home = into / "home"
     shutil.copytree(login.result.home, home, symlinks=True)
     return home
-
-
-def answer_of(done: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-2000:]}"
 
 
 def test_login_then_print_goes_through_the_gateway(
@@ -175,8 +156,8 @@ def test_login_then_print_goes_through_the_gateway(
     result.seconds["print_hi"] = time.monotonic() - started
     print(f"e2e timings (s): {json.dumps({k: round(v, 1) for k, v in result.seconds.items()})}")
     calls = gateway.since(mark)
-    assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}\n{gateway.server_tail()}"
-    assert gateway_stack.REPLY.strip() in done.stdout, answer_of(done)
+    assert done.returncode == 0, cc.answer_of(done) + f"\ngateway: {calls}\n{gateway.server_tail()}"
+    assert gateway_stack.REPLY.strip() in done.stdout, cc.answer_of(done)
     inference = [r for r in calls if r["path"] == "/v1/messages" and r["method"] == "POST"]
     assert inference and all(r["status"] == 200 for r in inference), calls
     assert any(r["stream"] is True for r in inference), inference
@@ -201,8 +182,8 @@ def test_expired_access_token_is_refreshed(
     mark = gateway.mark()
     done = cc.run_print(claude, home, login.result.workdir, "hi")
     calls = gateway.since(mark)
-    assert done.returncode == 0, answer_of(done) + f"\ngateway: {calls}"
-    assert gateway_stack.REPLY.strip() in done.stdout, answer_of(done)
+    assert done.returncode == 0, cc.answer_of(done) + f"\ngateway: {calls}"
+    assert gateway_stack.REPLY.strip() in done.stdout, cc.answer_of(done)
     refreshes = [r for r in calls if r["path"] == "/oauth/token"]
     assert [(r["grant_type"], r["status"]) for r in refreshes] == [("refresh_token", 200)], calls
     first_inference = next(i for i, r in enumerate(calls) if r["path"] == "/v1/messages")
@@ -243,7 +224,7 @@ def test_managed_settings_cached_and_revalidated_with_our_etag(
     done = cc.run_print(claude, home, login.result.workdir, "hi")
     calls = [r for r in gateway.since(mark) if r["path"] == "/managed/settings"]
     # (the revalidation comes before any inference: this holds whatever the answer was)
-    assert calls, f"the CLI did not revalidate its managed settings; {answer_of(done)}"
+    assert calls, f"the CLI did not revalidate its managed settings; {cc.answer_of(done)}"
     assert calls[0]["headers"].get("if-none-match") == etag, calls
     assert all(r["status"] == 304 for r in calls), calls
 
@@ -277,8 +258,8 @@ def test_user_removed_at_the_idp_is_signed_out_at_next_refresh(
     refreshes = [(r["grant_type"], r["status"]) for r in calls if r["path"] == "/oauth/token"]
     assert refreshes and set(refreshes) == {("refresh_token", 401)}, calls
     assert not [r for r in calls if r["path"] == "/v1/messages" and r["status"] == 200], calls
-    assert done.returncode != 0, answer_of(done)
-    assert "no longer accepts this session" in done.stderr and "/login" in done.stderr, answer_of(done)
+    assert done.returncode != 0, cc.answer_of(done)
+    assert "no longer accepts this session" in done.stderr and "/login" in done.stderr, cc.answer_of(done)
 
 
 def test_onboarding_output_is_accepted_by_the_cli(claude: Path, gateway: gateway_stack.Stack, tmp_path: Path) -> None:
@@ -312,7 +293,7 @@ def test_onboarding_output_is_accepted_by_the_cli(claude: Path, gateway: gateway
         assert [r["status"] for r in started] == [200], gateway.since(mark)
     finally:
         tmux.stop()
-        gateway.managed.write(managed_settings_for(gateway.url))
+        gateway.managed.write(cc.managed_settings_for(gateway.url))
 
 
 def test_cli_telemetry_reaches_the_collector_with_the_verified_identity(
@@ -328,7 +309,7 @@ def test_cli_telemetry_reaches_the_collector_with_the_verified_identity(
     mark = gateway.mark()
     done = cc.run_print(claude, home, login.result.workdir, "hi", extra_env=spoof)
     calls = gateway.since(mark)
-    assert done.returncode == 0, answer_of(done)
+    assert done.returncode == 0, cc.answer_of(done)
     exports = [r for r in calls if r["path"] in ("/v1/metrics", "/v1/logs")]
     assert any(r["path"] == "/v1/metrics" for r in exports), calls
     assert all(r["status"] == 200 and r["bearer"] for r in exports), exports
@@ -381,7 +362,7 @@ def test_usage_shows_the_dollars_of_a_capped_user(
     try:
         # One metered request first: its response headers are what the CLI pairs the dollars with.
         done = cc.run_print(claude, home, login.result.workdir, "hi")
-        assert done.returncode == 0, answer_of(done)
+        assert done.returncode == 0, cc.answer_of(done)
         mark = gateway.mark()
         tmux.start([str(claude)], login.result.workdir, cc.environment(home))
         tmux.wait_for(cc.PROMPT, 60, what="the prompt")
