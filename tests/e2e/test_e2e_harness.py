@@ -1,15 +1,22 @@
-"""The e2e harness's own rules, checked without the CLI: skip vs fail, settings restore, form reading."""
+"""The e2e harness's own rules, checked without the CLI: skip vs fail, settings and hosts restore, form
+reading, the TLS front."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 
 import claude_code as cc
 import pytest
+import tls_front
 from _pytest.outcomes import Failed, Skipped
+
+from gateway import fingerprint
 
 
 def test_missing_prerequisite_skips_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,3 +104,73 @@ def test_tmux_wait_reports_the_last_screen(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
     finally:
         tmux.stop()
+
+
+def test_hosts_entry_is_added_and_the_file_restored_also_after_a_crash(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost")  # no final newline: the entry still goes on a line of its own
+    with tls_front.HostsEntry("gw.e2e.internal", "81.2.69.1", hosts):
+        assert hosts.read_text().splitlines() == ["127.0.0.1 localhost", "81.2.69.1 gw.e2e.internal  # claude-code-e2e"]
+    assert hosts.read_text() == "127.0.0.1 localhost"
+    crashed = tls_front.HostsEntry("gw.e2e.internal", path=hosts)
+    crashed.__enter__()  # the run died here
+    with tls_front.HostsEntry("gw.e2e.internal", path=hosts):
+        assert hosts.read_text().count("gw.e2e.internal") == 1
+    assert hosts.read_text() == "127.0.0.1 localhost"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts"]
+
+
+def _tls_get(port: int, host: str, ca: Path | None) -> tuple[str, bytes]:
+    """One request through the front as a verifying client: (the leaf's pinned form, the answer)."""
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert der is not None
+    return fingerprint.of_der(der), answer
+
+
+def test_tls_front_relays_bytes_and_rotation_changes_the_leaf(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+    backend = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:  # a plain-http backend: echoes the request head in the body
+        for _ in range(2):
+            conn, _ = backend.accept()
+            with conn:
+                head = conn.recv(65536)
+                seen.append(head)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(head), head)
+                )
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    ca = tls_front.TestCA(tmp_path / "tls")
+    first = ca.issue("gw.e2e.internal")
+    front = tls_front.TlsFront(backend.getsockname()[1], first)
+    try:
+        pinned, reply = _tls_get(front.port, "gw.e2e.internal", ca.path)
+        assert pinned == first.pinned
+        assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(seen[0])
+        assert seen[0].startswith(b"GET / HTTP/1.1\r\nHost: gw.e2e.internal\r\n")  # not a byte changed
+        second = ca.issue("gw.e2e.internal")
+        front.rotate(second)
+        assert _tls_get(front.port, "gw.e2e.internal", ca.path)[0] == second.pinned != first.pinned
+        assert [(h.pinned, h.completed, h.peer) for h in front.handshakes] == [
+            (first.pinned, True, "127.0.0.1"),
+            (second.pinned, True, "127.0.0.1"),
+        ]
+        # A client that does not trust the CA (the system store only) is refused at the handshake.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _tls_get(front.port, "gw.e2e.internal", None)
+    finally:
+        front.close()
+        backend.close()
+        thread.join(timeout=5)
