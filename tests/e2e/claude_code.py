@@ -158,6 +158,12 @@ class Machine:
     def command(self, claude: Path, *args: str) -> list[str]:
         return [*self.prefix, str(claude), *args]
 
+    @classmethod
+    def trusting(cls, ca: Path, host: str, prefix: tuple[str, ...] = ()) -> Machine:
+        """A machine that trusts the CA in file `ca` (the Bun-built CLI honours NODE_EXTRA_CA_CERTS)
+        and reaches `host` directly, not through a proxy."""
+        return cls({"NODE_EXTRA_CA_CERTS": str(ca), "NO_PROXY": f"127.0.0.1,localhost,{host}"}, prefix)
+
 
 def run_print(
     claude: Path,
@@ -185,6 +191,36 @@ def run_print(
         raise AssertionError(
             f"claude -p did not finish in {timeout:.0f}s\nstdout:\n{out[-2000:]}\nstderr:\n{err[-2000:]}"
         ) from None
+
+
+def tls_diagnosis(claude: Path, home: Path, machine: Machine, limit: int = 40) -> str:
+    """After a TLS failure: what the CLI says about its CA list, from one `claude --debug -p` run
+    with the same machine (its own debug log, beside HOME). Only certificate lines are kept."""
+    log = home.parent / f"tls-debug-{uuid.uuid4().hex[:6]}.txt"
+    env = environment(home, {**machine.env, "CLAUDE_CODE_DEBUG_LOGS_DIR": str(log)})
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        subprocess.run(
+            machine.command(claude, "--debug", "-p", "hi"),
+            cwd=home.parent,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    kept = [line for line in lines if "CA certs" in line or "certificate" in line.lower()]
+    return "\n".join(kept[-limit:]) or "(no certificate lines in the CLI's debug log)"
+
+
+def sign_in_failure(
+    exc: AssertionError, claude: Path, home: Path, machine: Machine, server_tail: str
+) -> AssertionError:
+    """A failed sign-in's message: the screen, the gateway's log tail and, if the CLI rejected the
+    certificate, what its own debug log says about the CA list it built."""
+    diagnosis = ""
+    if "TLS certificate" in str(exc):
+        diagnosis = f"\n\nThe CLI's CA list (claude --debug -p, same machine):\n{tls_diagnosis(claude, home, machine)}"
+    return AssertionError(f"{exc}\n\nGateway log tail:\n{server_tail}{diagnosis}")
 
 
 def answer_of(done: subprocess.CompletedProcess[str]) -> str:

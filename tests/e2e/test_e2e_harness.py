@@ -174,3 +174,6 @@ def test_tls_front_relays_bytes_and_rotation_changes_the_leaf(tmp_path: Path) ->
         front.close()
         backend.close()
         thread.join(timeout=5)
+    # Closed means closed: a listener left behind would answer a later front's clients with this CA.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", front.port), timeout=5).close()

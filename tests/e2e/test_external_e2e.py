@@ -22,7 +22,6 @@ import netns
 import pytest
 import stack as gateway_stack
 import tls_front
-from test_https_e2e import trusting
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -74,7 +73,8 @@ def test_public_gateway_refused_without_internal_networks(
 ) -> None:
     gateway, link = external
     gateway.managed.write(cc.managed_settings_for(gateway.url))
-    machine = trusting(gateway, HOST, tuple(link.wrap([])))
+    assert gateway.ca is not None
+    machine = cc.Machine.trusting(gateway.ca.path, HOST, tuple(link.wrap([])))
     tmux = cc.Tmux()
     mark = gateway.mark()
     try:
@@ -90,7 +90,7 @@ def test_public_gateway_refused_without_internal_networks(
     flat = " ".join(screen.split())
     assert (
         f"Gateway hosts must be on your organization's private network; {HOST} resolves to the public "
-        f"(or unrecognized) address {GATEWAY_IP}"
+        f"(or unrecognized) address {GATEWAY_IP}. Connect to your organization's network and try again."
     ) in flat, screen
     assert "Trust gateway" not in screen
     assert gateway.since(mark) == [], gateway.since(mark)  # refused before any call to the gateway
@@ -109,7 +109,7 @@ def test_onboarding_output_with_internal_networks_signs_in(
     }
     gateway.managed.write(text)  # byte for byte what an MDM would install
     assert gateway.ca is not None and gateway.front is not None
-    machine = trusting(gateway, HOST, tuple(link.wrap([])))
+    machine = cc.Machine.trusting(gateway.ca.path, HOST, tuple(link.wrap([])))
     tmux = cc.Tmux()
     try:
         result = cc.sign_in(
@@ -122,7 +122,7 @@ def test_onboarding_output_with_internal_networks_signs_in(
             verify=str(gateway.ca.path),
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n\nGateway log tail:\n{gateway.server_tail()}") from None
+        raise cc.sign_in_failure(exc, claude, tmp_path / "home", machine, gateway.server_tail()) from None
     finally:
         tmux.stop()
     assert {"connect", "trust_gateway", "code", "account"} <= set(result.screens), result.screens

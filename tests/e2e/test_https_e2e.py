@@ -66,18 +66,11 @@ def gateway(claude: Path, pg: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         yield running
 
 
-def trusting(gateway: gateway_stack.Stack, host: str, prefix: tuple[str, ...] = ()) -> cc.Machine:
-    """A developer machine that trusts the test CA (Bun honours NODE_EXTRA_CA_CERTS) and reaches `host` directly."""
-    assert gateway.ca is not None
-    env = {"NODE_EXTRA_CA_CERTS": str(gateway.ca.path), "NO_PROXY": f"127.0.0.1,localhost,{host}"}
-    return cc.Machine(env, prefix)
-
-
 def test_https_sign_in_pins_the_certificate_and_rotation_asks_for_login(
     claude: Path, gateway: gateway_stack.Stack, tmp_path: Path
 ) -> None:
     assert gateway.ca is not None and gateway.front is not None
-    machine, ca = trusting(gateway, HOST), str(gateway.ca.path)
+    machine, ca = cc.Machine.trusting(gateway.ca.path, HOST), str(gateway.ca.path)
     first = gateway.front.leaf
     announced = fingerprint_of(gateway.url)
     assert announced == first.pinned  # the command reads what the front presents
@@ -89,7 +82,7 @@ def test_https_sign_in_pins_the_certificate_and_rotation_asks_for_login(
             claude, gateway.url, tmp_path / "home", tmp_path / "project", tmux, machine=machine, verify=ca
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n\nGateway log tail:\n{gateway.server_tail()}") from None
+        raise cc.sign_in_failure(exc, claude, tmp_path / "home", machine, gateway.server_tail()) from None
     finally:
         tmux.stop()
     assert "trust_gateway" in result.screens, result.screens
@@ -140,7 +133,7 @@ def test_https_sign_in_pins_the_certificate_and_rotation_asks_for_login(
             again=True,
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n\nGateway log tail:\n{gateway.server_tail()}") from None
+        raise cc.sign_in_failure(exc, claude, result.home, machine, gateway.server_tail()) from None
     finally:
         history = list(tmux.history)
         tmux.stop()

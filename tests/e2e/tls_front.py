@@ -125,7 +125,8 @@ class TlsFront:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        threading.Thread(target=self._accept, name="tls-front", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="tls-front", daemon=True)
+        self._acceptor.start()
 
     @staticmethod
     def _load(leaf: Leaf) -> ssl.SSLContext:
@@ -199,7 +200,13 @@ class TlsFront:
         with self._lock:
             self._closed = True
             stale, self._open = self._open, set()
+        # close() alone leaves a listener whose accept() is blocked in another thread listening
+        # (seen here: it took the next connection, and a later front was handed the same port, so
+        # clients met the old CA's leaf). shutdown() wakes the accept() first.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self._acceptor.join(timeout=5)
         for conn in stale:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
