@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import claude_code as cc
+import netns
 import pytest
 import tls_front
 from _pytest.outcomes import Failed, Skipped
@@ -177,3 +178,9 @@ def test_tls_front_relays_bytes_and_rotation_changes_the_leaf(tmp_path: Path) ->
     # Closed means closed: a listener left behind would answer a later front's clients with this CA.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", front.port), timeout=5).close()
+
+
+def test_no_network_namespace_is_a_stated_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The external module skips (fails under CI=true) with this reason rather than erroring.
+    monkeypatch.setattr(netns.shutil, "which", lambda name: None)
+    assert netns.available() == "the `ip` command (iproute2) is not installed"
