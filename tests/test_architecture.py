@@ -136,6 +136,7 @@ SURFACE: dict[str, list[str]] = {
     "common.spend": [
         "batcher",
         "caps",
+        "leases",
         "observed",
         "pricing",
         "queue",

@@ -176,6 +176,8 @@ def check(cfg: Config) -> tuple[list[str], list[str]]:
             if getattr(cfg, key) is not None:
                 errors.append(f"{key}: needs an `admin` section (spend limits are set through the admin API)")
 
+    if cfg.enforcement is not None:
+        _lease_rules(cfg, errors)
     if cfg.alerts is not None:
         _alert_rules(cfg, errors)
     if cfg.pricing is not None and cfg.pricing.multiplier <= 0:
@@ -250,6 +252,20 @@ def _retention_rules(cfg: Config, errors: list[str]) -> None:
         errors.append(f"retention.batch_rows: expected 1 to 100000 rows per statement, got {r.batch_rows}")
     if not 0 < r.max_seconds <= 3600:
         errors.append(f"retention.max_seconds: expected a number in (0, 3600], got {r.max_seconds!r}")
+
+
+def _lease_rules(cfg: Config, errors: list[str]) -> None:
+    """`enforcement.lease_*`: bounded, so the overshoot and early-refusal bounds of docs/spend.md hold."""
+    enforcement = cfg.enforcement
+    assert enforcement is not None
+    if not 0 <= enforcement.lease_requests <= 1000:
+        errors.append(f"enforcement.lease_requests: expected 0 (no leases) to 1000, got {enforcement.lease_requests}")
+    for key in ("lease_headroom_percent", "lease_below_percent"):
+        value = getattr(enforcement, key)
+        if not 1 <= value <= 100:
+            errors.append(f"enforcement.{key}: expected a percent between 1 and 100, got {value}")
+    if not 0 < enforcement.lease_seconds <= 3600:
+        errors.append(f"enforcement.lease_seconds: expected a number in (0, 3600], got {enforcement.lease_seconds!r}")
 
 
 def _alert_rules(cfg: Config, errors: list[str]) -> None:

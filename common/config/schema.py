@@ -195,6 +195,12 @@ class Admin(_Base, frozen=True):
 class Enforcement(_Base, frozen=True):
     fail_closed_on_error: bool = False
     reservation_ttl_seconds: int = 900  # reservations of crashed requests expire
+    # (ours) budget leases (docs/spend.md): a caller far from every cap is admitted against an
+    # instance-local lease of up to lease_requests expected costs, with no round trip.
+    lease_requests: int = 8  # a lease holds at most this many expected costs; 0: no leases
+    lease_headroom_percent: int = 5  # and at most this percent of each cap's room left
+    lease_below_percent: int = 50  # leases only while used + the lease stays at or below this percent of every cap
+    lease_seconds: float = 30.0  # how long an instance admits new requests against one lease
 
 
 class PricingOverride(_Base, frozen=True):

@@ -10,9 +10,11 @@ them in one statement before the upstream call; `settle` prices the real
 usage into a typed `SettleRow` and commits it in one statement, shared
 between concurrent settles by `batcher`, and kept by `queue` while the
 database is away; `observed` keeps recent per-model figures for an expected
-cost; `usage_report` is `/api/oauth/usage` as Claude Code reads it.
+cost; `leases` lets a caller far from every cap be admitted by this instance
+against a lease taken in the reserve statement, with no round trip;
+`usage_report` is `/api/oauth/usage` as Claude Code reads it.
 The per-process objects (`caps.LIMITS`, `batcher.GROUP_COMMIT`,
-`queue.PENDING`, `observed.OBSERVED`) are made at import and live as long as
+`queue.PENDING`, `observed.OBSERVED`, `leases.LEASES`) are made at import and live as long as
 the process; `shutdown` saves what is unsettled when the instance is told to
 stop (flushes the queue, spills the rest as `spend.unsettled` log lines).
 """
@@ -20,6 +22,7 @@ stop (flushes the queue, spills the rest as `spend.unsettled` log lines).
 __all__ = [
     "batcher",
     "caps",
+    "leases",
     "observed",
     "pricing",
     "queue",

@@ -10,7 +10,10 @@ overshoot bound this gives). At a cap
 it raises the 429 of PROTOCOL.md; otherwise it returns the
 `anthropic-ratelimit-unified-*` headers for a capped caller. A hold expires
 after `enforcement.reservation_ttl_seconds` if its request never settles.
-When the database cannot be read, `enforcement.fail_closed_on_error` decides.
+A caller far from every cap holds a lease instead (`spend.leases`): the
+instance admits their next requests against it with no round trip.
+When the database cannot be read, `enforcement.fail_closed_on_error` decides
+(a request this instance's lease covers is admitted without reading it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from common.core import logs, periods
 from common.core.errors import GatewayError
 from common.core.usage import RequestInfo, Usage
 from common.db import pool
-from common.spend import caps, observed, pricing, store
+from common.spend import caps, leases, observed, pricing, store
 from common.spend.caps import Cap, Standing
+from common.spend.leases import Lease, LeaseBook
 
 if TYPE_CHECKING:
     from common.config import Config
@@ -54,6 +58,8 @@ class Reservation:
     # Each cap's standing as the reserve saw it (before this request's hold): budget alerts
     # decide from it, with no round trip, whether a settle can be near a threshold.
     standings: list[Standing] = field(default_factory=list)
+    # The lease it was admitted against (`spend.leases`), None for a hold of its own.
+    lease: Lease | None = None
 
     @classmethod
     def unheld(cls) -> Reservation:
@@ -131,11 +137,15 @@ def _seed(cfg: Config, info: RequestInfo) -> None:
     observed.OBSERVED.seed(figures)
 
 
-def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]]:
-    """Reserve an estimate against every cap that applies; 429 `billing_error` at a cap."""
+def reserve(cfg: Config, info: RequestInfo, book: LeaseBook | None = None) -> tuple[Reservation, dict[str, str]]:
+    """Reserve an estimate against every cap that applies; 429 `billing_error` at a cap.
+
+    A caller far from every cap is admitted against this instance's lease (`book`,
+    `leases.LEASES` by default) with no round trip, or takes one in the reserve statement."""
     reservation = Reservation.unheld()
     if cfg.admin is None or info.endpoint != "messages":
         return reservation, {}
+    book = leases.LEASES if book is None else book
     try:
         applicable = caps.applicable_caps(cfg, info.identity, caps.cached_limits())
         if not applicable:
@@ -144,17 +154,54 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         _seed(cfg, info)
         reservation.estimate_micros = estimate_micros(cfg, info)
         ttl = cfg.enforcement.reservation_ttl_seconds if cfg.enforcement else DEFAULT_TTL_SECONDS
-        figures, admitted = store.reserve(
-            pool.get(),
-            reservation.key,
-            [c.key for c in applicable],
-            [periods.start(c.period, reservation.day) for c in applicable],
-            [c.cap_micros for c in applicable],
-            reservation.day,
-            reservation.estimate_micros,
-            ttl,
-            sorted({c.key for c in applicable if c.key not in UNLOCKED_KEYS}),
+        db = pool.get()
+        book.bind(db.settings)
+        sig = leases.signature(applicable, reservation.day)
+        terms = leases.terms(cfg)
+        if terms.requests > 0:
+            local = book.admit(sig, reservation.estimate_micros, applicable)
+            if local is not None:  # within this instance's lease: no round trip
+                reservation.lease, reservation.standings = local
+                reservation.held = True
+                return reservation, caps.allowed_headers(reservation.standings)
+        ask = (
+            store.LeaseAsk(
+                str(uuid.uuid4()),
+                terms.requests * reservation.estimate_micros,
+                terms.headroom_percent,
+                terms.below_percent,
+            )
+            if terms.requests > 0 and book.ask(sig)
+            else None
         )
+        release = book.releases()
+        try:
+            figures, admitted, leased = store.reserve(
+                db,
+                reservation.key,
+                [c.key for c in applicable],
+                [periods.start(c.period, reservation.day) for c in applicable],
+                [c.cap_micros for c in applicable],
+                reservation.day,
+                reservation.estimate_micros,
+                ttl,
+                sorted({c.key for c in applicable if c.key not in UNLOCKED_KEYS}),
+                ask,
+                release,
+            )
+        except Exception:
+            book.put_back(release)
+            if ask is not None:
+                book.denied(sig)
+            raise
+        book.saw(sig, figures)
+        if ask is not None:
+            if admitted and leased:
+                reservation.lease = book.granted(
+                    sig, ask.key, leased, figures, reservation.estimate_micros, terms.seconds, terms.below_percent
+                )
+            else:
+                book.denied(sig)
     except GatewayError:
         raise
     except Exception as exc:
@@ -163,6 +210,13 @@ def reserve(cfg: Config, info: RequestInfo) -> tuple[Reservation, dict[str, str]
         Standing(cap, spent, held, reservation.day) for cap, (spent, held) in zip(applicable, figures, strict=True)
     ]
     if not admitted:
+        # This instance's own lease may be what filled the cap (taken by a request racing this
+        # one): what is left of it is the caller's, already held, so it admits the request.
+        local = book.admit(sig, reservation.estimate_micros, applicable) if terms.requests > 0 else None
+        if local is not None:
+            reservation.lease, reservation.standings = local
+            reservation.held = True
+            return reservation, caps.allowed_headers(reservation.standings)
         # Refused without any cap full yet: this request's expected cost is what does not fit.
         blocked = [s for s in states if s.blocked] or states
         raise caps.cap_reached(max(blocked, key=lambda s: (s.reset_epoch, s.utilization)), reservation.at)

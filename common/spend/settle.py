@@ -3,7 +3,8 @@
 `row()` turns one request into a `SettleRow` (defined beside its SQL in
 `store`): the upstream's own usage figures priced at list price, the usage
 row, the counters its cost goes to (the caller's, the org's and each group's,
-shared keys on a random one of SHARDS rows) and the holds to drop. `settle()`
+shared keys on a random one of SHARDS rows), the holds to drop and the lease
+whose hold shrinks by the cost (`spend.leases`). `settle()`
 commits it through the group commit (`batcher.GROUP_COMMIT`); a settle the
 database cannot take goes to the retry queue (`queue.PENDING`), so no usage
 is lost while the database is away, and a queued settle makes the instance
@@ -16,13 +17,14 @@ of 400 and above, which is how a partial settle is marked (`proxy.relay`:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import TYPE_CHECKING
 
 from common.core import logs
 from common.core.usage import MAX_TOKENS
 from common.db import pool
-from common.spend import batcher, caps, queue, reserve, shutdown
+from common.spend import batcher, caps, leases, queue, reserve, shutdown
 from common.spend.reserve import Reservation
 from common.spend.store import SettleRow
 
@@ -71,6 +73,7 @@ def row(cfg: Config, info: RequestInfo, reservation: Reservation | None, usage: 
         client=info.client,
         session_id=identity.session_id,
         settings_check=info.settings_check,
+        lease=reservation.lease.key if reservation.lease is not None else None,
     )
 
 
@@ -87,6 +90,19 @@ def settle(cfg: Config, info: RequestInfo, reservation: Reservation | None, usag
             model=info.model,
         )
     reserve.observe(cfg, info, usage, status)
+    # The lease's local remainder is debited now, committed or queued: either way the cost
+    # reaches the ledger, and this statement also carries the leases the instance is done with.
+    held = reservation if isinstance(reservation, Reservation) else None
+    lease = held.lease if held is not None else None
+    book = lease.book if lease is not None else leases.LEASES
+    if held is not None and lease is not None:
+        # The lease's snapshot aged while this request ran: budget alerts decide from fresher figures.
+        held.standings = book.settling(lease, held.caps, held.day)
+    release = book.settled(lease, held.estimate_micros if held is not None else 0, settled.cost_micros)
+    if held is not None:
+        held.lease = None  # debited once, even if a second settle of it came
+    if release:
+        settled = dataclasses.replace(settled, release=release)
     try:
         db = pool.get()
         batcher.GROUP_COMMIT.settle(db, settled)

@@ -7,7 +7,9 @@ measured from the signal:
    (their settle is the upstream's real figure);
 2. then every hook registered with `on_terminate` runs: the proxy settles the
    streams still open with what they relayed (the abort floor);
-3. until `SPILL_SECONDS`, the retry queue is flushed to the database;
+3. until `SPILL_SECONDS`, the retry queue is flushed to the database, and
+   the instance's budget leases are released (`leases.LEASES.release_all`:
+   one statement; a lease the database does not take expires by its TTL);
 4. then what it still holds is written as `spend.unsettled` log lines (the
    whole settle row each), which `python -m gateway spend replay` applies
    later; from then on a settle the database refuses is spilled at once.
@@ -30,13 +32,15 @@ from collections.abc import Callable
 from typing import Any
 
 from common.core import logs
-from common.spend import queue
+from common.db import pool
+from common.spend import leases, queue, store
 
 __all__ = [
     "GRACE_SECONDS",
     "SPILL_SECONDS",
     "STREAMS_SECONDS",
     "on_terminate",
+    "release_leases",
     "reset",
     "terminate",
     "terminating",
@@ -139,12 +143,30 @@ def terminate(started: float | None = None) -> None:
         if settled:
             logs.warning("in-flight streams settled with what they relayed at shutdown", streams=settled)
     queue.PENDING.flush_until(t0 + SPILL_SECONDS)
+    release_leases()
     spilled = queue.PENDING.spill("shutdown")
     queue.PENDING.spill_from_now()
     logs.info("instance spend saved", written_or_spilled_at_shutdown=spilled, still_open_streams=_open())
+
+
+def release_leases(book: leases.LeaseBook | None = None) -> int:
+    """Stop leasing and drop the holds of every idle lease (one statement); how many hold rows went.
+
+    With a settle still queued its lease is kept (it holds what that settle will add) and
+    expires by its TTL; so does every lease if the database is away."""
+    book = leases.LEASES if book is None else book
+    keys = book.release_all()
+    if not keys or queue.pending():
+        return 0
+    try:
+        return store.release_leases(pool.get(), keys)
+    except Exception as exc:
+        logs.warning("budget leases not released at shutdown; they expire by their TTL", error=pool.describe_error(exc))
+        return 0
 
 
 def reset() -> None:
     """Forget that a stop began (tests)."""
     _terminating.clear()
     queue.PENDING.spill_from_now(False)
+    leases.LEASES.clear()

@@ -211,14 +211,19 @@ def reserve(
     estimate_micros: int,
     ttl_seconds: int,
     lock_keys: Sequence[str],
-) -> tuple[list[tuple[int, int]], bool]:
+    lease: LeaseAsk | None = None,
+    release: Sequence[str] = (),
+) -> tuple[list[tuple[int, int]], bool, int]:
     """`spend_reserve`: hold `estimate_micros` on every key unless one is at its cap.
 
-    Returns (settled, held) per key as seen before the hold, and whether it was admitted.
+    With `lease`, the hold is instead a lease (`lease.key`) of up to `lease.max_micros` while
+    every cap is far from full (migration 013). The holds of the leases in `release` are
+    dropped first. Returns (settled, held) per key as seen before the hold, whether it was
+    admitted, and the lease granted (0: a hold of `estimate_micros` under `reservation_key`).
     `lock_keys` must be sorted (advisory locks in one order: no deadlocks)."""
     rows = db.execute(
-        "SELECT spent, held, admitted FROM spend_reserve(%s::uuid, %s::text[], %s::date[], %s::bigint[],"
-        " %s::date, %s::bigint, %s::integer, %s::text[])",
+        "SELECT spent, held, admitted, leased FROM spend_reserve(%s::uuid, %s::text[], %s::date[], %s::bigint[],"
+        " %s::date, %s::bigint, %s::integer, %s::text[], %s::uuid, %s::bigint, %s::integer, %s::integer, %s::uuid[])",
         (
             reservation_key,
             list(keys),
@@ -228,10 +233,39 @@ def reserve(
             estimate_micros,
             ttl_seconds,
             list(lock_keys),
+            lease.key if lease else None,
+            lease.max_micros if lease else 0,
+            lease.headroom_percent if lease else 0,
+            lease.below_percent if lease else 0,
+            list(release) or None,
         ),
     )
     admitted = bool(rows[0][2]) if rows else True
-    return [(int(r[0]), int(r[1])) for r in rows], admitted
+    leased = int(rows[0][3]) if rows else 0
+    return [(int(r[0]), int(r[1])) for r in rows], admitted, leased
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAsk:
+    """What `reserve` asks of a lease: its hold id and the bounds on its size (migration 013)."""
+
+    key: str  # uuid
+    max_micros: int
+    headroom_percent: int
+    below_percent: int
+
+
+def release_leases(db: Database, keys: Sequence[str]) -> int:
+    """Drop the holds of these leases (an instance stopping); how many hold rows went."""
+    if not keys:
+        return 0
+    return _count(
+        db.execute(
+            "WITH gone AS (DELETE FROM spend_holds WHERE reservation_id = ANY(%s::uuid[]) RETURNING 1)"
+            " SELECT count(*) FROM gone",
+            (list(keys),),
+        )
+    )
 
 
 # --- settle: usage rows and counters ----------------------------------------------------
@@ -266,6 +300,10 @@ class SettleRow:
     client: str | None = None
     session_id: str | None = None
     settings_check: str | None = None
+    # Leases (migration 013): the lease this request was admitted against (its hold shrinks by
+    # the cost), and leases whose holds this statement drops.
+    lease: str | None = None
+    release: tuple[str, ...] = ()
 
     def as_args(self) -> tuple[Any, ...]:
         """The arguments of `spend_settle`, in its parameter order."""
@@ -322,6 +360,8 @@ class SettleRow:
             "client": self.client,
             "session_id": self.session_id,
             "settings_check": self.settings_check,
+            "lease": self.lease,
+            "release": list(self.release),
         }
 
     @classmethod
@@ -352,6 +392,8 @@ class SettleRow:
             cost_micros=int(item["cost"]),
             counters=tuple((str(k), int(s)) for k, s in zip(keys, shards, strict=True)),
             sweep=False,
+            lease=_text_or_none(item.get("lease")),
+            release=tuple(str(r) for r in item.get("release") or ()),
         )
 
 
@@ -403,14 +445,18 @@ def refused(exc: BaseException) -> bool:
 
 _SETTLE = (
     "SELECT spend_settle(%s::uuid, %s, %s, %s::date, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s, %s, %s, %s)"
+    " %s, %s, %s, %s, %s, %s, %s::text[], %s::smallint[], %s, %s, %s, %s, %s::uuid, %s::uuid[])"
 )
 
 
 def settle(db: Database, row: SettleRow) -> None:
     """`spend_settle`: drop the holds, write the usage row and (the first time only) add the cost."""
-    # The fleet columns (migration 011) are trailing parameters with defaults, after as_args()'s 22.
-    db.execute(_SETTLE, (*row.as_args(), row.client, row.session_id, row.settings_check))
+    # The fleet columns (migration 011) and the lease ones (013) are trailing parameters with
+    # defaults, after as_args()'s 22.
+    db.execute(
+        _SETTLE,
+        (*row.as_args(), row.client, row.session_id, row.settings_check, row.lease, list(row.release) or None),
+    )
 
 
 def settle_batch(db: Database, rows: Sequence[SettleRow]) -> None:

@@ -82,17 +82,17 @@ def test_reserve_holds_until_the_settle_and_period_spend_sees_both(tmp_path: Pat
     db = pool.get()
     settled = _row("a@example.com", 300, 200)
     keys = ["user:a@example.com", "org"]
-    figures, admitted = store.reserve(
+    figures, admitted, _ = store.reserve(
         db, settled.reservation_key, keys, [DAY, DAY], [1000, 1000], DAY, 600, 60, keys[:1]
     )
     assert admitted and figures == [(0, 0), (0, 0)]
     assert store.period_spend(db, keys, [DAY, DAY], DAY) == [(0, 600), (0, 600)]
     # Admitted while what is used is below the cap (the overshoot bound of docs/spend.md) ...
-    figures, admitted = store.reserve(db, str(uuid.uuid4()), keys, [DAY, DAY], [1000, 1000], DAY, 600, 60, keys[:1])
+    figures, admitted, _ = store.reserve(db, str(uuid.uuid4()), keys, [DAY, DAY], [1000, 1000], DAY, 600, 60, keys[:1])
     assert figures == [(0, 600), (0, 600)] and admitted
     assert store.period_spend(db, keys, [DAY, DAY], DAY) == [(0, 1200), (0, 1200)]
     # ... and refused at it, holding nothing.
-    _, admitted = store.reserve(db, str(uuid.uuid4()), keys, [DAY, DAY], [1000, 1000], DAY, 600, 60, keys[:1])
+    _, admitted, _ = store.reserve(db, str(uuid.uuid4()), keys, [DAY, DAY], [1000, 1000], DAY, 600, 60, keys[:1])
     assert not admitted
     assert store.period_spend(db, keys, [DAY, DAY], DAY) == [(0, 1200), (0, 1200)]
     store.settle(db, settled)
@@ -133,13 +133,13 @@ def test_a_reserve_sees_a_concurrent_settle_whole_never_half(tmp_path: Path, dat
     db = pool.get()
     key = "user:a@example.com"
     first = _row("a@example.com", 1000, 200)
-    _, admitted = store.reserve(db, first.reservation_key, [key], [DAY], [1000], DAY, 600, 60, [key])
+    _, admitted, _ = store.reserve(db, first.reservation_key, [key], [DAY], [1000], DAY, 600, 60, [key])
     assert admitted
     settler = pg8000.dbapi.connect(**pool.parse_url(database_url))
     try:
         cursor = settler.cursor()
         cursor.execute("LOCK TABLE spend_holds IN ACCESS EXCLUSIVE MODE")
-        seen: list[tuple[list[tuple[int, int]], bool]] = []
+        seen: list[tuple[list[tuple[int, int]], bool, int]] = []
         racer = threading.Thread(
             target=lambda: seen.append(store.reserve(db, str(uuid.uuid4()), [key], [DAY], [1000], DAY, 600, 60, [key]))
         )
@@ -159,6 +159,6 @@ def test_a_reserve_sees_a_concurrent_settle_whole_never_half(tmp_path: Path, dat
         racer.join(timeout=10)
     finally:
         settler.close()
-    figures, admitted = seen[0]
+    figures, admitted, _ = seen[0]
     assert figures in ([(0, 600)], [(1000, 0)]), figures
     assert admitted == (figures == [(0, 600)])  # 1000 settled is at the cap of 1000

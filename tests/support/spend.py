@@ -10,7 +10,7 @@ from support import activate, base_config, deep_merge, write_config
 
 def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | None = None) -> Path:
     from common.db import pool
-    from common.spend import caps, observed, queue
+    from common.spend import caps, leases, observed, queue
 
     data = base_config(database_url)
     if extra:
@@ -20,6 +20,7 @@ def setup_gateway(tmp_path: Path, database_url: str, extra: dict[str, Any] | Non
     pool.get()
     caps.invalidate()
     queue.clear()
+    leases.LEASES.clear()  # another database's leases (the book also notices a new pool)
     observed.OBSERVED.reset()  # what earlier tests' traffic taught admission stays with them
     return path
 
@@ -55,3 +56,15 @@ def request_info(
         input_bytes=input_bytes,
         request_id="req_test",
     )
+
+
+def release_leases() -> int:
+    """Release this process's budget leases as a stopping instance does, then reopen the book.
+
+    A lease outlives its requests by design (the next ones are admitted against it), so a
+    test that checks no hold is left releases them first; how many hold rows went."""
+    from common.spend import leases, shutdown
+
+    released = shutdown.release_leases()
+    leases.LEASES.clear()
+    return released
