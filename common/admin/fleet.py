@@ -1,0 +1,119 @@
+"""The fleet tables' SQL (migration 012): which Claude Code versions call, each sign-in session's latest request.
+
+`fleet_daily` (day x client x session x user) and `fleet_sessions` (the latest
+request of each user x session) are maintained from `spend_usage` by a trigger,
+so the console's fleet page reads O(sessions) rows, not every request of its
+window. Their figures are those of the raw ledger (tests/console compare them):
+a window is days first..today, a session is in it when its latest request is.
+Reads only, plus the retention deletes that keep them equal to what is left of
+the ledger after `spend.store.sweep_usage`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from common.db.pool import Database
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (its own wildcards escaped)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def client_versions(db: Database, first: date, last: date) -> list[tuple[Any, ...]]:
+    """(client, users, sessions, requests, last seen, grouping) over the days, most requests first;
+    client NULL is a request recorded without one (before migration 011); grouping 1 is the total row."""
+    rows = db.execute(
+        "SELECT client, count(DISTINCT user_email), count(DISTINCT session_id), sum(requests), max(last_at),"
+        " GROUPING(client) FROM fleet_daily WHERE day >= %s AND day <= %s"
+        " GROUP BY GROUPING SETS ((client), ()) ORDER BY GROUPING(client), sum(requests) DESC, client",
+        (first, last),
+    )
+    return [(r[0], int(r[1]), int(r[2]), int(r[3]), r[4], int(r[5])) for r in rows]
+
+
+# Sessions of the window: their latest request is on or after its first day.
+_IN_WINDOW = "session_id IS NOT NULL AND last_day >= %s"
+
+
+def session_checks(db: Database, first: date) -> dict[str, int]:
+    """Sessions seen since `first` by the verdict of their latest request ('none': no checksum asked or sent)."""
+    rows = db.execute(
+        f"SELECT coalesce(settings_check, 'none'), count(*) FROM fleet_sessions WHERE {_IN_WINDOW} GROUP BY 1",  # noqa: S608
+        (first,),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def latest_sessions(
+    db: Database, first: date, search: str, check: str | None, limit: int, offset: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(one page of (session, user, last request at, client, verdict) newest first, how many match).
+
+    One row per sign-in session seen since `first`, as of its latest request;
+    `check` keeps one verdict ('none' for NULL)."""
+    where = _IN_WINDOW + " AND user_email LIKE %s"
+    args: list[Any] = [first, _contains(search.strip().lower())]
+    if check:
+        where += " AND coalesce(settings_check, 'none') = %s"
+        args.append(check)
+    rows = db.execute(
+        "SELECT session_id, user_email, last_at, client, settings_check, count(*) OVER ()"  # noqa: S608
+        f" FROM fleet_sessions WHERE {where} ORDER BY last_at DESC, session_id LIMIT %s OFFSET %s",
+        (*args, limit, offset),
+    )
+    if rows or offset == 0:
+        return [tuple(r[:5]) for r in rows], int(rows[0][5]) if rows else 0
+    count = db.execute(f"SELECT count(*) FROM fleet_sessions WHERE {where}", tuple(args))  # noqa: S608
+    return [], int(count[0][0])
+
+
+_USERS_WITH_SPEND = (
+    "SELECT DISTINCT substr(scope_key, 6) AS email FROM spend_counters"
+    " WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s"
+)
+
+
+def users_last_seen(
+    db: Database, first: date, last: date, search: str, limit: int, offset: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(one page of (user, last request at, its client, its verdict) of users with spend over the days, most
+    recently seen first; how many there are). Users from the per-day counters, each one's latest request
+    (over all their sessions, whenever it was) from fleet_sessions."""
+    args = ("user:" + _contains(search.strip().lower()), first, last)
+    rows = db.execute(
+        f"WITH u AS ({_USERS_WITH_SPEND})"  # noqa: S608
+        " SELECT u.email, l.last_at, l.client, l.settings_check, count(*) OVER () FROM u CROSS JOIN LATERAL"
+        " (SELECT last_at, client, settings_check FROM fleet_sessions s WHERE s.user_email = u.email"
+        "  ORDER BY last_at DESC, last_usage_id DESC LIMIT 1) l"
+        " ORDER BY l.last_at DESC, u.email LIMIT %s OFFSET %s",
+        (*args, limit, offset),
+    )
+    if rows or offset == 0:
+        return [tuple(r[:4]) for r in rows], int(rows[0][4]) if rows else 0
+    count = db.execute(f"SELECT count(*) FROM ({_USERS_WITH_SPEND}) u", args)  # noqa: S608
+    return [], int(count[0][0])
+
+
+# --- retention: run after spend.store.sweep_usage with the same cut ----------------------------
+
+
+def _sweep(db: Database, table: str, column: str, before: date, batch: int) -> int:
+    rows = db.execute(
+        f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (table, column: constants below)
+        f" SELECT ctid FROM {table} WHERE {column} < %s LIMIT %s)) RETURNING 1) SELECT count(*) FROM gone",
+        (before, batch),
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def sweep_daily(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` fleet_daily rows of days before `before` (their usage rows are gone)."""
+    return _sweep(db, "fleet_daily", "day", before, batch)
+
+
+def sweep_sessions(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` sessions whose latest request was before `before` (no usage row of theirs is left)."""
+    return _sweep(db, "fleet_sessions", "last_day", before, batch)
