@@ -1,12 +1,13 @@
 """The fleet tables' SQL (migration 012): which Claude Code versions call, each sign-in session's latest request.
 
-`fleet_daily` (day x client x session x user) and `fleet_sessions` (the latest
-request of each user x session) are maintained from `spend_usage` by a trigger,
-so the console's fleet page reads O(sessions) rows, not every request of its
-window. Their figures are those of the raw ledger (tests/console compare them):
-a window is days first..today, a session is in it when its latest request is.
-Reads only, plus the retention deletes that keep them equal to what is left of
-the ledger after `spend.store.sweep_usage`.
+`fleet_client_days` (day x client), `fleet_client_sessions` (client x session x
+user, with its latest day) and `fleet_sessions` (the latest request of each user
+x session) are maintained from `spend_usage` by a trigger, so the console's
+fleet page reads O(sessions) rows, not every request of its window. A window is
+the days from `first` to today: a session or user is in it when its latest
+request (with that client) is. Their figures are those of the raw ledger
+(tests/console compare them). Reads only, plus the retention deletes that keep
+them equal to what is left of the ledger after `spend.store.sweep_usage`.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ def _contains(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def client_versions(db: Database, first: date, last: date) -> list[tuple[Any, ...]]:
-    """(client, users, sessions, requests, last seen, grouping) over the days, most requests first;
-    client NULL is a request recorded without one (before migration 011); grouping 1 is the total row."""
+def client_versions(db: Database, first: date) -> list[tuple[Any, ...]]:
+    """(client, users, sessions, requests, last seen, grouping) since `first`, most requests first; client NULL is
+    a request recorded without one (before migration 011); grouping 1 is the total row (distinct over clients)."""
     rows = db.execute(
-        "SELECT client, count(DISTINCT user_email), count(DISTINCT session_id), sum(requests), max(last_at),"
-        " GROUPING(client) FROM fleet_daily WHERE day >= %s AND day <= %s"
-        " GROUP BY GROUPING SETS ((client), ()) ORDER BY GROUPING(client), sum(requests) DESC, client",
-        (first, last),
+        "WITH s AS (SELECT client, count(DISTINCT user_email) AS users, count(DISTINCT session_id) AS sessions,"
+        "  GROUPING(client) AS g FROM fleet_client_sessions WHERE last_day >= %s GROUP BY GROUPING SETS ((client), ())),"
+        " r AS (SELECT client, sum(requests) AS requests, max(last_at) AS last, GROUPING(client) AS g"
+        "  FROM fleet_client_days WHERE day >= %s GROUP BY GROUPING SETS ((client), ()))"
+        " SELECT r.client, coalesce(s.users, 0), coalesce(s.sessions, 0), r.requests, r.last, r.g"
+        " FROM r LEFT JOIN s ON s.g = r.g AND s.client IS NOT DISTINCT FROM r.client"
+        " ORDER BY r.g, r.requests DESC, r.client",
+        (first, first),
     )
     return [(r[0], int(r[1]), int(r[2]), int(r[3]), r[4], int(r[5])) for r in rows]
 
@@ -72,17 +77,17 @@ def latest_sessions(
 
 _USERS_WITH_SPEND = (
     "SELECT DISTINCT substr(scope_key, 6) AS email FROM spend_counters"
-    " WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s"
+    " WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s"
 )
 
 
 def users_last_seen(
-    db: Database, first: date, last: date, search: str, limit: int, offset: int
+    db: Database, first: date, search: str, limit: int, offset: int
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """(one page of (user, last request at, its client, its verdict) of users with spend over the days, most
+    """(one page of (user, last request at, its client, its verdict) of users with spend since `first`, most
     recently seen first; how many there are). Users from the per-day counters, each one's latest request
     (over all their sessions, whenever it was) from fleet_sessions."""
-    args = ("user:" + _contains(search.strip().lower()), first, last)
+    args = ("user:" + _contains(search.strip().lower()), first)
     rows = db.execute(
         f"WITH u AS ({_USERS_WITH_SPEND})"  # noqa: S608
         " SELECT u.email, l.last_at, l.client, l.settings_check, count(*) OVER () FROM u CROSS JOIN LATERAL"
@@ -109,9 +114,14 @@ def _sweep(db: Database, table: str, column: str, before: date, batch: int) -> i
     return int(rows[0][0]) if rows else 0
 
 
-def sweep_daily(db: Database, before: date, batch: int) -> int:
-    """Delete up to `batch` fleet_daily rows of days before `before` (their usage rows are gone)."""
-    return _sweep(db, "fleet_daily", "day", before, batch)
+def sweep_client_days(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` per-day client rows of days before `before` (their usage rows are gone)."""
+    return _sweep(db, "fleet_client_days", "day", before, batch)
+
+
+def sweep_client_sessions(db: Database, before: date, batch: int) -> int:
+    """Delete up to `batch` client x session rows last used before `before` (no usage row of theirs is left)."""
+    return _sweep(db, "fleet_client_sessions", "last_day", before, batch)
 
 
 def sweep_sessions(db: Database, before: date, batch: int) -> int:

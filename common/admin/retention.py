@@ -40,7 +40,8 @@ def tasks(cfg: Config, now: datetime) -> list[retention.Task]:
         cut = months_before(today, r.spend_usage_months)
         out.append(retention.Task("spend_usage", functools.partial(spend_store.sweep_usage, db, cut)))
         # The fleet tables summarise usage rows: the same cut keeps them equal to what is left of the ledger.
-        out.append(retention.Task("fleet_daily", functools.partial(fleet.sweep_daily, db, cut)))
+        out.append(retention.Task("fleet_client_days", functools.partial(fleet.sweep_client_days, db, cut)))
+        out.append(retention.Task("fleet_client_sessions", functools.partial(fleet.sweep_client_sessions, db, cut)))
         out.append(retention.Task("fleet_sessions", functools.partial(fleet.sweep_sessions, db, cut)))
     if r.spend_rollup_months is not None:
         cut = months_before(today, r.spend_rollup_months)

@@ -2,7 +2,7 @@
 
 Figures come from the ledger's own functions (`ledger.period_spend`,
 `cached_limits`, `applicable_caps`, `standings`) and from the stores that own
-the tables (`spend.store`, `auth.store`, `audit.records`); writes go
+the tables (`spend.store`, `admin.fleet`, `auth.store`, `audit.records`); writes go
 through the admin API's code (`spend_limits.upsert/change/remove`, the
 session store's `revoke`) with the API's validation, messages and audit rows.
 """
@@ -581,14 +581,14 @@ def fleet(ctx: Ctx) -> Response:
     today = periods.today()
     first = today - timedelta(days=int(days) - 1)
     db = store.get()
-    raw = admin_fleet.client_versions(db, first, today)
+    raw = admin_fleet.client_versions(db, first)
     versions = [r[:5] for r in raw if r[5] == 0]
     version_total = next((r for r in raw if r[5] != 0), None)
     checks = admin_fleet.session_checks(db, first)
     number = _int(args.get("page"), 1, 1, 100_000)
     sessions, session_total = admin_fleet.latest_sessions(db, first, search, check, PAGE_SIZE, (number - 1) * PAGE_SIZE)
     unumber = _int(args.get("upage"), 1, 1, 100_000)
-    seen, seen_total = admin_fleet.users_last_seen(db, first, today, search, PAGE_SIZE, (unumber - 1) * PAGE_SIZE)
+    seen, seen_total = admin_fleet.users_last_seen(db, first, search, PAGE_SIZE, (unumber - 1) * PAGE_SIZE)
     pages = max(1, -(-session_total // PAGE_SIZE))
     upages = max(1, -(-seen_total // PAGE_SIZE))
     state = {"days": days, "q": search, "check": check or "", "page": number, "upage": unumber}

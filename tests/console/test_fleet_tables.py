@@ -1,7 +1,7 @@
 """The fleet tables (migration 012) equal the raw ledger, on a real Postgres, through every path that writes it.
 
-The fleet page reads `fleet_daily` and `fleet_sessions` (kept by a trigger on
-spend_usage) instead of every usage row of its window. Each figure it shows
+The fleet page reads `fleet_client_days`, `fleet_client_sessions` and
+`fleet_sessions` (kept by a trigger on spend_usage) instead of every usage row of its window. Each figure it shows
 (versions with users, sessions, requests and last seen; verdict counts; the
 sessions list by search, verdict and page; users last seen) is compared with
 the same figure computed from `spend_usage` itself, for every window the page
@@ -88,10 +88,14 @@ def _raw_seen(db: pool.Database, first: date, search: str) -> list[tuple[Any, ..
 
 _TABLES_AND_LEDGER = (
     (
-        "SELECT day, client, session_id, user_email, requests, last_at FROM fleet_daily"
-        " ORDER BY day, client, session_id, user_email",
-        "SELECT day, client, session_id, user_email, count(*), max(at) FROM spend_usage"
-        " GROUP BY day, client, session_id, user_email ORDER BY day, client, session_id, user_email",
+        "SELECT day, client, requests, last_at FROM fleet_client_days ORDER BY day, client",
+        "SELECT day, client, count(*), max(at) FROM spend_usage GROUP BY day, client ORDER BY day, client",
+    ),
+    (
+        "SELECT client, session_id, user_email, last_day, last_at FROM fleet_client_sessions"
+        " ORDER BY client, session_id, user_email",
+        "SELECT client, session_id, user_email, max(day), max(at) FROM spend_usage"
+        " GROUP BY client, session_id, user_email ORDER BY client, session_id, user_email",
     ),
     (
         "SELECT user_email, session_id, last_at, last_day, last_usage_id, client, settings_check FROM fleet_sessions"
@@ -113,7 +117,7 @@ def _page_figures_equal_the_ledger(db: pool.Database) -> int:
     for days in pages.FLEET_WINDOWS:
         first = TODAY - timedelta(days=int(days) - 1)
         # The raw versions query is the one the page ran on spend_usage before migration 012.
-        assert fleet.client_versions(db, first, TODAY) == store.client_versions(db, first, TODAY)
+        assert fleet.client_versions(db, first) == store.client_versions(db, first, TODAY)
         assert fleet.session_checks(db, first) == _raw_checks(db, first)
         for search in ("", "ann", "%"):
             for check in (None, *pages.CHECKS):
@@ -128,7 +132,7 @@ def _page_figures_equal_the_ledger(db: pool.Database) -> int:
             seen = _raw_seen(db, first, search)
             got_seen: list[tuple[Any, ...]] = []
             for offset in range(0, len(seen) + 2, 2):
-                page, total = fleet.users_last_seen(db, first, TODAY, search, 2, offset)
+                page, total = fleet.users_last_seen(db, first, search, 2, offset)
                 assert total == len(seen)
                 got_seen += page
             assert got_seen == seen, (days, search)
@@ -163,17 +167,23 @@ def test_the_fleet_tables_and_every_page_figure_equal_the_ledger_through_every_s
         db, [_row(ann, _at(1, 23), session="s-ann-2", check="match"), _row(bob, _at(0, 6), session="s-b2")]
     )
     _tables_equal_the_ledger(db)
-    assert db.execute("SELECT requests FROM fleet_daily WHERE session_id = 's-bob'")[0][0] == 2
+    assert (
+        db.execute(
+            "SELECT requests FROM fleet_client_days WHERE day = %s AND client IS NULL", (TODAY - timedelta(days=10),)
+        )[0][0]
+        == 1
+    )
     assert db.execute("SELECT settings_check FROM fleet_sessions WHERE session_id = 's-ann-2'")[0][0] == "missing"
     assert _page_figures_equal_the_ledger(db) > 0
-    seven = fleet.client_versions(db, TODAY - timedelta(days=6), TODAY)
+    seven = fleet.client_versions(db, TODAY - timedelta(days=6))
     assert seven[-1][1:4] == (3, 4, 8)  # the total row: 3 users, 4 sessions, 8 requests in 7 days
 
     # Retention: usage rows of days before the cut go, and with them their fleet rows; what is left
     # (and every page figure) is again what the remaining ledger says.
     cut = TODAY - timedelta(days=5)
     assert store.sweep_usage(db, cut, 100) == 2
-    assert fleet.sweep_daily(db, cut, 1) == 1 and fleet.sweep_daily(db, cut, 10) == 1
+    assert fleet.sweep_client_days(db, cut, 1) == 1 and fleet.sweep_client_days(db, cut, 10) == 1
+    assert fleet.sweep_client_sessions(db, cut, 10) == 2
     assert fleet.sweep_sessions(db, cut, 10) == 2  # s-cy, s-cy-old: their latest requests were swept
     _tables_equal_the_ledger(db)
     _page_figures_equal_the_ledger(db)
@@ -186,7 +196,8 @@ def test_the_retention_sweep_keeps_the_fleet_tables_equal_to_the_ledger(tmp_path
     store.settle(db, _row("both@example.com", _at(1, 9), session="s-both", check="unknown"))
     outcome = retention.sweep(config.current())
     assert outcome.deleted["spend_usage"] == 2
-    assert outcome.deleted["fleet_daily"] == 2 and outcome.deleted["fleet_sessions"] == 1
+    assert outcome.deleted["fleet_client_days"] == 1 and outcome.deleted["fleet_sessions"] == 1
+    assert outcome.deleted["fleet_client_sessions"] == 1
     _tables_equal_the_ledger(db)
     # The session seen on both sides of the cut keeps its latest request, which the ledger still holds.
     assert [tuple(r) for r in db.execute("SELECT session_id, settings_check FROM fleet_sessions")] == [

@@ -148,7 +148,8 @@ def test_a_sweep_deletes_exactly_what_is_too_old_in_every_table(tmp_path: Path, 
     assert outcome.complete and not outcome.skipped
     assert outcome.deleted == {
         "spend_usage": 1,
-        "fleet_daily": 1,  # the fleet tables follow the usage rows (migration 012)
+        "fleet_client_days": 1,  # the fleet tables follow the usage rows (migration 012)
+        "fleet_client_sessions": 1,
         "fleet_sessions": 1,
         "spend_daily": 1,
         "spend_counters": 1,
