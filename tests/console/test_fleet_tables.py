@@ -29,6 +29,7 @@ from common.spend import store
 from common.spend.store import SettleRow
 
 TODAY = periods.today()
+CLI = "claude-cli/2.1.333"
 
 
 def _row(
@@ -36,7 +37,7 @@ def _row(
     at: datetime,
     *,
     session: str | None,
-    client: str | None = "claude-cli/2.1.333",
+    client: str | None = CLI,
     check: str | None = "match",
     cost: int = 100,
 ) -> SettleRow:
@@ -88,7 +89,8 @@ def _raw_seen(db: pool.Database, first: date, search: str) -> list[tuple[Any, ..
 
 _TABLES_AND_LEDGER = (
     (
-        "SELECT day, client, requests, last_at FROM fleet_client_days ORDER BY day, client",
+        "SELECT day, client, sum(requests), max(last_at) FROM fleet_client_days GROUP BY day, client"
+        " ORDER BY day, client",
         "SELECT day, client, count(*), max(at) FROM spend_usage GROUP BY day, client ORDER BY day, client",
     ),
     (
@@ -178,6 +180,21 @@ def test_the_fleet_tables_and_every_page_figure_equal_the_ledger_through_every_s
     seven = fleet.client_versions(db, TODAY - timedelta(days=6))
     assert seven[-1][1:4] == (3, 4, 8)  # the total row: 3 users, 4 sessions, 8 requests in 7 days
 
+    # Settles on other connections write other shards of a day x client row; the readers sum them.
+    used = {int(r[0]) for r in db.execute("SELECT shard FROM fleet_client_days WHERE day = %s", (TODAY,))}
+    for _ in range(50):
+        other = pool.Database(config.current().store)
+        try:
+            if int(other.execute("SELECT pg_backend_pid() % 16")[0][0]) not in used:
+                store.settle(other, _row(ann, _at(0, 11), session="s-ann-1"))
+                break
+        finally:
+            other.close()
+    shards = db.execute("SELECT count(*) FROM fleet_client_days WHERE day = %s AND client = %s", (TODAY, CLI))
+    assert shards[0][0] >= 2
+    _tables_equal_the_ledger(db)
+    _page_figures_equal_the_ledger(db)
+
     # Retention: usage rows of days before the cut go, and with them their fleet rows; what is left
     # (and every page figure) is again what the remaining ledger says.
     cut = TODAY - timedelta(days=5)
@@ -196,7 +213,8 @@ def test_the_retention_sweep_keeps_the_fleet_tables_equal_to_the_ledger(tmp_path
     store.settle(db, _row("both@example.com", _at(1, 9), session="s-both", check="unknown"))
     outcome = retention.sweep(config.current())
     assert outcome.deleted["spend_usage"] == 2
-    assert outcome.deleted["fleet_client_days"] == 1 and outcome.deleted["fleet_sessions"] == 1
+    # One day x client, in one shard per settle statement's connection.
+    assert 1 <= outcome.deleted["fleet_client_days"] <= 2 and outcome.deleted["fleet_sessions"] == 1
     assert outcome.deleted["fleet_client_sessions"] == 1
     _tables_equal_the_ledger(db)
     # The session seen on both sides of the cut keeps its latest request, which the ledger still holds.

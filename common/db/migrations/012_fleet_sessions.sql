@@ -1,8 +1,11 @@
 -- The fleet page's figures from three small tables instead of every usage row of its window
 -- (docs/console.md: 856 ms for 30 days of a 1,000-developer organisation when read from spend_usage).
 --
---   fleet_client_days      one row per day x client: requests and the last request's time (the versions
---                          table's Requests and Last seen; a few rows a day).
+--   fleet_client_days      per day x client (x shard): requests and the last request's time (the versions
+--                          table's Requests and Last seen; a few rows a day). Every settle of one version
+--                          would update the same row, so, like the organisation's spend counter, it is split
+--                          into shards: a statement writes the shard of its connection (backend pid % 16), and
+--                          concurrent settles on different connections do not queue on one row lock.
 --   fleet_client_sessions  one row per client x sign-in session x user, with the day and time of the latest
 --                          request of that session with that client. A window is always days first..today, so
 --                          a session used that client in the window exactly when that day is >= first: the
@@ -21,9 +24,10 @@
 CREATE TABLE IF NOT EXISTS fleet_client_days (
     day      date NOT NULL,
     client   text,                    -- NULL: recorded without one (before migration 011)
+    shard    smallint NOT NULL,       -- readers sum the shards
     requests bigint NOT NULL,
     last_at  timestamptz NOT NULL,
-    CONSTRAINT fleet_client_days_key UNIQUE NULLS NOT DISTINCT (day, client)
+    CONSTRAINT fleet_client_days_key UNIQUE NULLS NOT DISTINCT (day, client, shard)
 );
 
 CREATE TABLE IF NOT EXISTS fleet_client_sessions (
@@ -56,12 +60,12 @@ CREATE INDEX IF NOT EXISTS fleet_sessions_last_day ON fleet_sessions (last_day);
 CREATE OR REPLACE FUNCTION fleet_add() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO fleet_client_days AS f (day, client, requests, last_at)
-    SELECT n.day, n.client, count(*), max(n.at)
+    INSERT INTO fleet_client_days AS f (day, client, shard, requests, last_at)
+    SELECT n.day, n.client, pg_backend_pid() % 16, count(*), max(n.at)
     FROM new_rows AS n
     GROUP BY n.day, n.client
     ORDER BY n.day, n.client
-    ON CONFLICT (day, client) DO UPDATE SET
+    ON CONFLICT (day, client, shard) DO UPDATE SET
         requests = f.requests + EXCLUDED.requests,
         last_at = greatest(f.last_at, EXCLUDED.last_at);
     INSERT INTO fleet_client_sessions AS c (client, session_id, user_email, last_day, last_at)
@@ -92,8 +96,8 @@ CREATE TRIGGER spend_usage_fleet AFTER INSERT ON spend_usage
 
 -- The rows already in the ledger (the trigger sees only new ones). One transaction: CREATE TRIGGER's lock
 -- holds concurrent settles back until it commits, so no row is missed or counted twice.
-INSERT INTO fleet_client_days (day, client, requests, last_at)
-SELECT day, client, count(*), max(at) FROM spend_usage GROUP BY day, client;
+INSERT INTO fleet_client_days (day, client, shard, requests, last_at)
+SELECT day, client, 0, count(*), max(at) FROM spend_usage GROUP BY day, client;
 INSERT INTO fleet_client_sessions (client, session_id, user_email, last_day, last_at)
 SELECT client, session_id, user_email, max(day), max(at) FROM spend_usage GROUP BY client, session_id, user_email;
 INSERT INTO fleet_sessions (user_email, session_id, last_at, last_day, last_usage_id, client, settings_check)
