@@ -77,12 +77,11 @@ def _raw_sessions(db: pool.Database, first: date, search: str, check: str | None
 
 def _raw_seen(db: pool.Database, first: date, search: str) -> list[tuple[Any, ...]]:
     rows = db.execute(
-        "WITH u AS (SELECT DISTINCT substr(scope_key, 6) AS email FROM spend_counters"
-        "  WHERE left(scope_key, 5) = 'user:' AND strpos(substr(scope_key, 6), %s) > 0 AND day >= %s AND day <= %s)"
+        "WITH u AS (SELECT DISTINCT user_email AS email FROM spend_usage WHERE day >= %s AND strpos(user_email, %s) > 0)"
         " SELECT u.email, l.at, l.client, l.settings_check FROM u CROSS JOIN LATERAL"
         " (SELECT at, client, settings_check FROM spend_usage s WHERE s.user_email = u.email"
         "  ORDER BY at DESC, id DESC LIMIT 1) l ORDER BY l.at DESC, u.email",
-        (search, first, TODAY),
+        (first, search),
     )
     return [tuple(r) for r in rows]
 
