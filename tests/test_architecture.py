@@ -191,6 +191,7 @@ SURFACE: dict[str, list[str]] = {
         "audit_log",
         "auth",
         "explain",
+        "fleet",
         "openapi",
         "retention",
         "sessions",

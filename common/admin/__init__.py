@@ -1,4 +1,4 @@
-"""The admin API (functions/admin maps paths here): spend limits, cost analytics, policy explain, sessions, the audit log, the OpenAPI document, and the retention sweep (`retention`).
+"""The admin API (functions/admin maps paths here): spend limits, cost analytics, policy explain, sessions, the audit log, the OpenAPI document, the retention sweep (`retention`), and the fleet tables' SQL (`fleet`, read by the console).
 
 `auth` decides who is an admin (admin keys or admin groups); `api` holds what
 every admin handler shares (pagination, validation, audit of writes).
@@ -10,6 +10,7 @@ __all__ = [
     "audit_log",
     "auth",
     "explain",
+    "fleet",
     "openapi",
     "retention",
     "sessions",

@@ -3,7 +3,9 @@
 Keys come from `admin.read_keys` / `admin.write_keys` (Secret Manager in
 production) and are compared in constant time against every configured key.
 A session JWT whose groups include one of `admin.admin_groups` acts as a
-write admin. Keys are accepted as `x-api-key` or `Authorization: Bearer`.
+write admin; one of `admin.viewer_groups` (the read-only admin group, which the
+console also uses) as a read admin: it may GET, and a write gets 403. Keys are
+accepted as `x-api-key` or `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -55,16 +57,36 @@ def authenticate(request: Request, cfg: Config, need: Access) -> Admin:
         if identity is not None and sessions.is_revoked(identity):
             raise GatewayError(401, "This session was revoked. Sign in again.", "authentication_error")
         if identity is not None:
-            admin_groups = {g.lower() for g in cfg.admin.admin_groups}
-            if not admin_groups.intersection(g.lower() for g in identity.groups):
+            granted = group_access(cfg, identity.groups)
+            if granted is None:
+                groups = [*cfg.admin.admin_groups, *cfg.admin.viewer_groups]
                 raise GatewayError(
                     403,
-                    f"{identity.email} is not in an admin group ({', '.join(cfg.admin.admin_groups) or 'none configured'}).",
+                    f"{identity.email} is not in an admin group ({', '.join(groups) or 'none configured'}).",
                     "permission_error",
                 )
-            found = Admin(actor=identity.email, access="write")
+            if need == "write" and granted != "write":
+                raise GatewayError(
+                    403,
+                    f"{identity.email} is in a read-only admin group (admin.viewer_groups): it may read the admin API"
+                    " but not change anything; changes need a member of admin.admin_groups or a write key.",
+                    "permission_error",
+                )
+            found = Admin(actor=identity.email, access=granted)
     if found is None:
         raise GatewayError(401, "Invalid admin key.", "authentication_error")
     if need == "write" and found.access != "write":
         raise GatewayError(403, "This admin key is read-only; use a write key for changes.", "permission_error")
     return found
+
+
+def group_access(cfg: Config, groups: tuple[str, ...] | list[str]) -> Access | None:
+    """What a session's groups allow: write (`admin.admin_groups`), read (`admin.viewer_groups`), or nothing."""
+    if cfg.admin is None:
+        return None
+    mine = {g.strip().lower() for g in groups}
+    if mine.intersection(g.strip().lower() for g in cfg.admin.admin_groups):
+        return "write"
+    if mine.intersection(g.strip().lower() for g in cfg.admin.viewer_groups):
+        return "read"
+    return None

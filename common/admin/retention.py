@@ -1,6 +1,6 @@
 """The retention sweep: which rows of which table go when, from `retention:` in gateway.yaml.
 
-Each table's owner holds its delete (`spend.store`, `audit.records`,
+Each table's owner holds its delete (`spend.store`, `admin.fleet`, `audit.records`,
 `auth.store`, `auth.ratelimit`); this module only turns the config into cut-off
 times and hands the deletes to `db.retention.sweep` (bounded batches, one
 advisory lock across instances, a time budget). It is triggered by
@@ -14,6 +14,7 @@ import calendar
 import functools
 from datetime import UTC, date, datetime, timedelta
 
+from common.admin import fleet
 from common.audit import records
 from common.auth import ratelimit
 from common.auth import store as auth_store
@@ -38,6 +39,10 @@ def tasks(cfg: Config, now: datetime) -> list[retention.Task]:
     if r.spend_usage_months is not None:
         cut = months_before(today, r.spend_usage_months)
         out.append(retention.Task("spend_usage", functools.partial(spend_store.sweep_usage, db, cut)))
+        # The fleet tables summarise usage rows: the same cut keeps them equal to what is left of the ledger.
+        out.append(retention.Task("fleet_client_days", functools.partial(fleet.sweep_client_days, db, cut)))
+        out.append(retention.Task("fleet_client_sessions", functools.partial(fleet.sweep_client_sessions, db, cut)))
+        out.append(retention.Task("fleet_sessions", functools.partial(fleet.sweep_sessions, db, cut)))
     if r.spend_rollup_months is not None:
         cut = months_before(today, r.spend_rollup_months)
         out.append(retention.Task("spend_daily", functools.partial(spend_store.sweep_rollups, db, cut)))

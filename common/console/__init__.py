@@ -3,7 +3,7 @@
 `web` owns sign-in, the session cookie, CSRF, CSP and rendering; `pages` the
 page handlers; `charts` the server-side SVG. The console has no SQL of its
 own: it reads through the modules that own the tables (`spend.store`,
-`auth.store`, `audit.records`).
+`admin.fleet`, `auth.store`, `audit.records`).
 """
 
 __all__ = ["charts", "pages", "web"]

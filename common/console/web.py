@@ -35,6 +35,7 @@ from flask import Request, Response
 
 from common import config
 from common.admin import api
+from common.admin import auth as admin_auth
 from common.audit import records as audit
 from common.auth import claims as identity_claims
 from common.auth import crypto
@@ -128,14 +129,9 @@ def _clear_cookie(cfg: Config, response: Response, name: str, samesite: str) -> 
 
 
 def role_of(cfg: Config, groups: tuple[str, ...] | list[str]) -> Role | None:
-    if cfg.admin is None:
-        return None
-    mine = {g.strip().lower() for g in groups}
-    if mine.intersection(g.strip().lower() for g in cfg.admin.admin_groups):
-        return "admin"
-    if mine.intersection(g.strip().lower() for g in cfg.admin.viewer_groups):
-        return "viewer"
-    return None
+    """The console role of these groups: the admin API's access for the same groups (one rule for both)."""
+    access = admin_auth.group_access(cfg, groups)
+    return None if access is None else "admin" if access == "write" else "viewer"
 
 
 def _session_cookie(cfg: Config, viewer: Viewer) -> str:

@@ -3,9 +3,16 @@
 Claude Code sends `x-claude-code-managed-settings-checksum` on each model
 request once a policy pushes `CLAUDE_CODE_GATEWAY_HINT_HEADERS`. PROTOCOL.md
 (and `claude gateway`'s /protocol) say to accept more than one value: after an
-edit a session keeps sending the previous value until it polls again (an hour,
-longer after an expired sign-in), so a value is accepted for ACCEPT_HOURS after
-it was last served, on any instance. The header is sensitive (an unkeyed
+edit, keep accepting the previous value "until every session has polled
+again", and a session whose sign-in expired sends the value from before the
+expiry on its first requests after a /login. So a served value is accepted
+(`recently_served`) while either holds:
+- it was served, by any instance, in the last ACCEPT_HOURS;
+- no newer value of its policy has been served for ACCEPT_HOURS yet: the fleet
+  has not had ACCEPT_HOURS of the replacement, so machines that were off (a
+  weekend) or signed out since still legitimately send it. A value stops
+  counting MAX_STALE_DAYS after it was last served, whatever happened since.
+The header is sensitive (an unkeyed
 SHA-256 that also covers machine-local `env` entries): it is compared in memory
 and never logged or stored; only the verdict is (`spend_usage.settings_check`).
 
@@ -25,7 +32,8 @@ from common.db import pool
 
 HEADER = "x-claude-code-managed-settings-checksum"
 HINT_ENV = "CLAUDE_CODE_GATEWAY_HINT_HEADERS"
-ACCEPT_HOURS = 24
+ACCEPT_HOURS = 24  # a value stays valid this long after it was last served, or after its replacement appeared
+MAX_STALE_DAYS = 7  # and never longer than this after it was last served
 RECORD_SECONDS = 300.0
 REFRESH_SECONDS = 60.0
 MAX_HEADER_CHARS = 128
@@ -56,7 +64,8 @@ def record(checksum: str, policy: str) -> None:
 
 
 def recently_served() -> frozenset[str]:
-    """Checksums served in the last ACCEPT_HOURS by any instance (this instance's copy, at most REFRESH_SECONDS old)."""
+    """Checksums still valid (the module's rule: served in the last ACCEPT_HOURS, or replaced less than ACCEPT_HOURS
+    ago), from any instance's serving (this instance's copy, at most REFRESH_SECONDS old)."""
     global _recent
     now = time.monotonic()
     cached = _recent
@@ -64,8 +73,11 @@ def recently_served() -> frozenset[str]:
         return cached[1]
     try:
         rows = pool.get().execute(
-            "SELECT checksum FROM managed_served WHERE last_served_at > now() - make_interval(hours => %s)",
-            (ACCEPT_HOURS,),
+            "SELECT m.checksum FROM managed_served m WHERE m.last_served_at > now() - make_interval(hours => %s)"
+            " OR (m.last_served_at > now() - make_interval(days => %s) AND NOT EXISTS (SELECT 1 FROM managed_served n"
+            "  WHERE n.policy = m.policy AND n.checksum <> m.checksum AND n.first_served_at > m.last_served_at"
+            "  AND n.first_served_at <= now() - make_interval(hours => %s)))",
+            (ACCEPT_HOURS, MAX_STALE_DAYS, ACCEPT_HOURS),
         )
     except Exception as exc:
         logs.warning("cannot read the served managed-settings checksums", error=type(exc).__name__)

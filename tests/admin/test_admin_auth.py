@@ -39,3 +39,16 @@ def test_admin_keys_and_groups(tmp_path: Path) -> None:
     with pytest.raises(GatewayError) as info:
         _admin_request(cfg, {"Authorization": f"Bearer {dev_token}"}, "read")
     assert info.value.status == 403 and "dev@example.com" in info.value.message
+
+
+def test_group_access_gives_admins_write_and_viewers_read() -> None:
+    cfg = parsed_config({"admin": {"admin_groups": ["claude-admins"], "viewer_groups": ["Finance"]}})
+    assert admin_auth.group_access(cfg, ["eng", "CLAUDE-ADMINS"]) == "write"
+    assert admin_auth.group_access(cfg, [" finance "]) == "read"
+    assert admin_auth.group_access(cfg, ["finance", "claude-admins"]) == "write"  # the broader role wins
+    assert admin_auth.group_access(cfg, ["eng"]) is None
+    viewer, _ = sessions.issue(cfg, sub="f", email="fin@example.com", groups=["finance"])
+    assert _admin_request(cfg, {"Authorization": f"Bearer {viewer}"}, "read").access == "read"
+    with pytest.raises(GatewayError) as info:
+        _admin_request(cfg, {"Authorization": f"Bearer {viewer}"}, "write")
+    assert info.value.status == 403 and info.value.error_type == "permission_error"

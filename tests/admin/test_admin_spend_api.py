@@ -318,3 +318,42 @@ def test_schemathesis_finds_no_server_error(live: LiveServer, tmp_path: Path) ->
 
     cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert cases and int(cases.group(1)) >= 100 and cases.group(1) == cases.group(2), result.stdout[-3000:]
+
+
+def test_a_read_only_admin_group_reads_every_admin_endpoint_and_writes_none(tmp_path: Path, database_url: str) -> None:
+    """Members of admin.viewer_groups (the console's read-only admins) may GET the admin API; every write is a 403
+    in Anthropic's envelope that says why, and changes nothing (no row, no audit)."""
+    path = setup_gateway(tmp_path, database_url, {"admin": {"viewer_groups": ["finance"]}})
+    with live_gateway(path) as server:
+        limit = call(server, "POST", BASE, json={"scope": {"type": "organization"}, "period": "daily", "amount": "5"})
+        assert limit.status_code == 201, limit.text
+        lid = limit.json()["id"]
+        viewer = {"Authorization": "Bearer " + token_for(path, "fin@example.com", ("Finance",))}
+        for read in (
+            BASE,
+            f"{BASE}/{lid}",
+            "/v1/organizations/analytics/cost?starting_at=2026-01-01",
+            "/v1/organizations/policy/explain?email=dev@example.com&groups=eng",
+            "/v1/organizations/audit_log",
+            "/v1/organizations/sessions?email=dev@example.com",
+            "/v1/organizations/openapi.json",
+        ):
+            response = call(server, "GET", read, viewer)
+            assert response.status_code == 200, (read, response.text)
+        before = audit_rows()
+        for method, write, body in (
+            ("POST", BASE, {"scope": {"type": "organization"}, "period": "weekly", "amount": "9"}),
+            ("POST", f"{BASE}/{lid}", {"amount": "1"}),
+            ("DELETE", f"{BASE}/{lid}", None),
+            ("POST", "/v1/organizations/sessions/revoke", {"email": "dev@example.com"}),
+            ("DELETE", "/v1/organizations/sessions/dev@example.com", None),
+        ):
+            status, kind, message = error_of(call(server, method, write, viewer, json=body))
+            assert (status, kind) == (403, "permission_error"), (method, write)
+            assert "fin@example.com is in a read-only admin group (admin.viewer_groups)" in message
+        assert audit_rows() == before
+        assert call(server, "GET", f"{BASE}/{lid}", READ).json()["amount"] == "5"
+        # Neither admin nor viewer group: refused, and the message names both kinds of group.
+        dev = {"Authorization": "Bearer " + token_for(path, "dev@example.com", ("eng",))}
+        status, _, message = error_of(call(server, "GET", BASE, dev))
+        assert status == 403 and "claude-admins, finance" in message

@@ -121,8 +121,36 @@ def seed_year(users: int = 1000, per_day: int = 4) -> int:
     return count
 
 
+def _fleet_views() -> list[str]:
+    """Every view of the fleet page: each window it offers, each verdict filter, a search, later pages of both
+    tables, a filter's second page and the sessions' last page (the deepest OFFSET). It has no sort orders."""
+    from common.console import pages
+
+    views = []
+    for days in pages.FLEET_WINDOWS:
+        base = f"/admin/fleet?days={days}"
+        views += [base, base + "&q=dev42", base + "&page=2", base + "&upage=2", base + "&check=unknown&page=2"]
+        views += [f"{base}&check={check}" for check in pages.CHECKS]
+        views.append(base + "&page=last")
+    return views
+
+
+def _median_ms(browser: requests.Session, url: str) -> float:
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        response = browser.get(url, timeout=60)
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, url
+    return statistics.median(samples)
+
+
 @pytest.mark.slow
 def test_console_answers_quickly_on_a_year_of_a_thousand_developers(console: Console) -> None:
+    from common.admin import fleet
+    from common.console import pages
+    from common.spend import store as spend_store
+
     started = time.perf_counter()
     rows = seed_year()
     seeded = time.perf_counter() - started
@@ -136,19 +164,29 @@ def test_console_answers_quickly_on_a_year_of_a_thousand_developers(console: Con
         "/admin/users/dev42@example.com",
         "/admin/groups",
         "/admin/groups/team3",
-        "/admin/fleet",
-        "/admin/fleet?check=unknown&page=2",
         "/admin/limits",
         "/admin/audit",
     ):
-        samples = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            response = browser.get(console.base + path, timeout=60)
-            samples.append((time.perf_counter() - t0) * 1000)
-            assert response.status_code == 200, path
-        timings[path] = statistics.median(samples)
+        timings[path] = _median_ms(browser, console.base + path)
+    fleet_timings: dict[str, float] = {}
+    db = store.get()
+    today = periods.today()
+    for path in _fleet_views():
+        if path.endswith("page=last"):
+            days = int(path.split("days=")[1].split("&")[0])
+            _, sessions = fleet.latest_sessions(db, today - timedelta(days=days - 1), "", None, 1, 0)
+            path = path.replace("page=last", f"page={-(-sessions // pages.PAGE_SIZE)}")
+        fleet_timings[path] = _median_ms(browser, console.base + path)
     report = ", ".join(f"{p} {ms:.0f} ms" for p, ms in timings.items())
+    fleet_report = "\n".join(f"  {p} {ms:.0f} ms" for p, ms in fleet_timings.items())
     print(f"\nconsole timings (median of 5) on {rows:,} usage rows, seeded in {seeded:.0f} s: {report}")
-    # The budget is 300 ms; the shared 2-core test machine gets twice that before this fails.
+    print(f"fleet page timings (median of 5):\n{fleet_report}")
+    # The fleet tables give the ledger's figures on the year too: the 30-day versions table as the raw query
+    # and the verdict counts as the raw queries over spend_usage give them (those the page ran before migration 012).
+    first = today - timedelta(days=29)
+    assert fleet.client_versions(db, first) == spend_store.client_versions(db, first, today)
+    assert fleet.session_checks(db, first) == spend_store.session_checks(db, first, today)
+    # The budget is 300 ms. The fleet page is held to it; the other pages get twice that on the shared
+    # 2-core test machine before this fails (their figures are in docs/console.md).
+    assert max(fleet_timings.values()) <= 300, fleet_report
     assert max(timings.values()) < 600, report

@@ -10,13 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import activate, base_config, deep_merge, parsed_config, write_config
+from support.spend import settle_row
 
 from common import config
 from common.admin import retention
@@ -45,29 +45,11 @@ def _row(
     groups: tuple[str, ...] = ("eng",),
     status: int = 200,
 ) -> SettleRow:
-    return SettleRow(
-        reservation_key=str(uuid.uuid4()),
-        request_id="req",
-        at=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
-        day=day,
-        user_email=email,
-        user_sub=None,
-        groups=groups,
-        model=model,
-        upstream="vertex",
-        upstream_model=None,
-        billing_group=None,
-        endpoint="messages",
-        status=status,
-        input_tokens=10,
-        output_tokens=20,
-        cache_read_tokens=30,
-        cache_write_5m_tokens=4,
-        cache_write_1h_tokens=5,
-        cost_micros=cost,
-        counters=(("user:" + email, 0),),
-        sweep=False,
+    at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    row: SettleRow = settle_row(
+        email, at, cost, model=model, groups=groups, status=status, counters=(("user:" + email, 0),)
     )
+    return row
 
 
 def _rollup_equals_ledger(db: pool.Database) -> None:
@@ -166,6 +148,9 @@ def test_a_sweep_deletes_exactly_what_is_too_old_in_every_table(tmp_path: Path, 
     assert outcome.complete and not outcome.skipped
     assert outcome.deleted == {
         "spend_usage": 1,
+        "fleet_client_days": 1,  # the fleet tables follow the usage rows (migration 012)
+        "fleet_client_sessions": 1,
+        "fleet_sessions": 1,
         "spend_daily": 1,
         "spend_counters": 1,
         "spend_holds": 1,

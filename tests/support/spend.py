@@ -68,3 +68,38 @@ def release_leases() -> int:
     released = shutdown.release_leases()
     leases.LEASES.clear()
     return released
+
+
+def settle_row(email: str, at: Any, cost: int, **fields: Any) -> Any:
+    """A `SettleRow` of one request by `email` at `at` costing `cost` micro-dollars, charged to the user's own
+    counter (none when free), with small token counts; `fields` overrides any other field."""
+    import dataclasses
+    import uuid
+    from datetime import UTC
+
+    from common.spend.store import SettleRow
+
+    row = SettleRow(
+        reservation_key=str(uuid.uuid4()),
+        request_id="req",
+        at=at,
+        day=at.astimezone(UTC).date(),
+        user_email=email,
+        user_sub=None,
+        groups=("eng",),
+        model="claude-haiku-4-5",
+        upstream="vertex",
+        upstream_model=None,
+        billing_group=None,
+        endpoint="messages",
+        status=200,
+        input_tokens=10,
+        output_tokens=20,
+        cache_read_tokens=30,
+        cache_write_5m_tokens=4,
+        cache_write_1h_tokens=5,
+        cost_micros=cost,
+        counters=(("user:" + email, 0),) if cost else (),
+        sweep=False,
+    )
+    return dataclasses.replace(row, **fields)
