@@ -240,7 +240,8 @@ def test_the_migration_backfills_the_rows_already_in_the_ledger(tmp_path: Path, 
                 _row("bob@example.com", _at(4, 9), session=None, client=None, check=None),
             ],
         )
-        assert migrations.migrate(db) == ["012_fleet_sessions"]
+        later = [path.stem for version, _, path in migrations.migration_files() if version >= 12]
+        assert migrations.migrate(db) == later and later[0] == "012_fleet_sessions"
         _tables_equal_the_ledger(db)
         assert db.execute("SELECT count(*) FROM fleet_sessions")[0][0] == 2
         store.settle(db, _row("ann@example.com", _at(0, 10), session="s1", check="missing"))  # the trigger from now on
