@@ -841,52 +841,6 @@ def session_checks(db: Database, first: date, last: date) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-def latest_sessions(
-    db: Database, first: date, last: date, search: str, check: str | None, limit: int, offset: int
-) -> tuple[list[tuple[Any, ...]], int]:
-    """(one page of (session, user, last request at, client, verdict) newest first, how many match).
-
-    One row per sign-in session seen over the days, as of its latest request;
-    `check` keeps one verdict ('none' for NULL)."""
-    where = "user_email LIKE %s"
-    args: list[Any] = [first, last, _contains(search.strip().lower())]
-    if check:
-        where += " AND coalesce(settings_check, 'none') = %s"
-        args.append(check)
-    sql = (
-        f"{_LATEST_SESSIONS} SELECT session_id, user_email, at, client, settings_check, count(*) OVER ()"  # noqa: S608
-        f" FROM latest WHERE {where} ORDER BY at DESC, session_id LIMIT %s OFFSET %s"
-    )
-    rows = db.execute(sql, (*args, limit, offset))
-    if rows or offset == 0:
-        return [tuple(r[:5]) for r in rows], int(rows[0][5]) if rows else 0
-    count = db.execute(_LATEST_SESSIONS + f" SELECT count(*) FROM latest WHERE {where}", tuple(args))  # noqa: S608
-    return [], int(count[0][0])
-
-
-def users_last_seen(
-    db: Database, first: date, last: date, search: str, limit: int, offset: int
-) -> tuple[list[tuple[Any, ...]], int]:
-    """(one page of (user, last request at, its client, its verdict) of users with spend over the days, most
-    recently seen first; how many there are). Users from the per-day counters, each latest row by index."""
-    rows = db.execute(
-        "WITH u AS (SELECT DISTINCT substr(scope_key, 6) AS email FROM spend_counters"
-        "  WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s)"
-        " SELECT u.email, l.at, l.client, l.settings_check, count(*) OVER () FROM u CROSS JOIN LATERAL"
-        " (SELECT at, client, settings_check FROM spend_usage s WHERE s.user_email = u.email ORDER BY at DESC LIMIT 1) l"
-        " ORDER BY l.at DESC, u.email LIMIT %s OFFSET %s",
-        ("user:" + _contains(search.strip().lower()), first, last, limit, offset),
-    )
-    if rows or offset == 0:
-        return [tuple(r[:4]) for r in rows], int(rows[0][4]) if rows else 0
-    count = db.execute(
-        "SELECT count(DISTINCT scope_key) FROM spend_counters"
-        " WHERE scope_key >= 'user:' AND scope_key < 'user;' AND scope_key LIKE %s AND day >= %s AND day <= %s",
-        ("user:" + _contains(search.strip().lower()), first, last),
-    )
-    return [], int(count[0][0])
-
-
 # --- retention: bounded deletes by age (common.admin.retention schedules them) ----------------
 # Each deletes at most `batch` rows in one statement, found through an index on
 # the age column, and returns how many it deleted (fewer than `batch`: done).
