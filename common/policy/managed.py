@@ -166,8 +166,9 @@ def _current_checksums(cfg: Config) -> frozenset[str]:
 def settings_check(cfg: Config, groups: tuple[str, ...] | list[str], header: str | None) -> str | None:
     """The verdict on a model request's `x-claude-code-managed-settings-checksum` (never the value itself).
 
-    `match`: a checksum of this config's policies or one served in the last
-    `hints.ACCEPT_HOURS`; `unknown`: another value; `missing`: none sent although
+    `match`: a checksum of this config's policies or one `hints.recently_served`
+    still accepts (served lately, or replaced too recently for every machine to
+    have polled again; the rule is in `policy.hints`); `unknown`: another value; `missing`: none sent although
     the caller's policy pushes `CLAUDE_CODE_GATEWAY_HINT_HEADERS`; None: none sent
     and none asked for. In memory: no round trip but a per-minute refresh.
     """
