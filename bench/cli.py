@@ -37,6 +37,8 @@ PRICED = standin.knobs(deltas=1, input_tokens=2000, output_tokens=1600)
 CENTS_PER_PRICED_REQUEST = 3
 HEADROOM_REQUESTS = 10
 SPEND_CONCURRENCY = 50
+# What `--only` may select: the tiny floor scenarios 1-4 and the real-traffic headline.
+SCENARIOS = ("nonstream", "stream", "real", "cold", "spend")
 
 
 class Run:
@@ -102,7 +104,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-real", action="store_true", help="skip the real-traffic scenario (scenario 4 then uses the tiny shape)"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        action="append",
+        help="run only this scenario (repeatable; for iterating on one cost: implies --no-docs)",
+    )
+    args = parser.parse_args(argv)
+    args.scenarios = frozenset(args.only or SCENARIOS)
+    if args.only:
+        args.no_docs = True  # a partial run must not replace the page of a whole one
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +186,7 @@ def execute(
         procs.wait_line(sidecars, "ready")
 
     real: capture.CapturedRequest | None = None
-    if not args.no_real:
+    if not args.no_real and args.scenarios & {"real", "spend"}:
         with stage(f"capturing the real CLI's /v1/messages request (Claude Code {args.capture_version})"):
             try:
                 real = capture.captured(args.capture_version)
@@ -257,7 +269,7 @@ def execute(
         rss = {t.name: t.child.rss_bytes() for t in targets if t.child}
         cold["rss_after_warmup_mb"] = {k: scenarios.mb(v) for k, v in rss.items()}
 
-    for concurrency in (1, 32):
+    for concurrency in (1, 32) if "nonstream" in args.scenarios else ():
         key = f"nonstream_c{concurrency}"
         with stage(f"scenario 1: non-streaming, concurrency {concurrency}, {args.requests} requests per target"):
             figures: dict[str, Any] = {}
@@ -280,37 +292,11 @@ def execute(
             figures["added"] = scenarios.with_added(figures, "latency_ms", ["p50", "p90", "p99"])
             sc[key] = figures
 
-    with stage(f"scenario 2: streaming, 100 events 10 ms apart, 64 concurrent, {args.streams} streams per target"):
-        figures = {}
-        expected: int | None = None
-        for t in targets:
-            profile = None
-            if args.profile and t.name == "gateway" and t.child:
-                profile = report.start_profile(t.child, RESULTS, "stream_c64")
-            raw = scenarios.load(
-                t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
-            )
-            if profile is not None:
-                results.setdefault("profile", {})["stream_c64"] = report.stop_profile(profile)
-            if t.name == "direct":
-                expected = scenarios.expected_event_count(raw)
-            figures[t.name] = scenarios.stream_figures(raw, expected)
-            report.samples["stream_ttfb"][t.name] = raw["ttfb_ms"]
-            report.samples["stream_gaps"][t.name] = raw["gaps_ms"]
-            progress(f"  {t.name}: {report.brief_stream(figures[t.name])}")
-        added: dict[str, Any] = {}
-        for name in figures:
-            if name != "direct" and "direct" in figures:
-                added[name] = {
-                    "ttfb_p50": figures[name]["ttfb_ms"]["p50"] - figures["direct"]["ttfb_ms"]["p50"],
-                    "ttfb_p99": figures[name]["ttfb_ms"]["p99"] - figures["direct"]["ttfb_ms"]["p99"],
-                    "gap_p99": figures[name]["gap_ms"]["p99"] - figures["direct"]["gap_ms"]["p99"],
-                }
-        figures["added"] = added
-        sc["stream_c64"] = figures
+    if "stream" in args.scenarios:
+        scenario_2(args, results, targets)
         cold["rss_after_stream_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
 
-    if real is not None:
+    if real is not None and "real" in args.scenarios:
         counts = ", ".join(f"c={c}: {n}" for c, n in realtraffic.REQUESTS.items())
         with stage(
             f"real traffic: the CLI's request streamed, {realtraffic.DELTAS} deltas {realtraffic.GAP_MS:g} ms apart"
@@ -321,7 +307,8 @@ def execute(
             cold["pss_after_real_mb"] = {t.name: scenarios.mb(t.child.pss_bytes()) for t in targets if t.child}
 
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
-        for _ in range(2 if gateway_up else 0):
+        cold_runs = "cold" in args.scenarios
+        for _ in range(2 if gateway_up and cold_runs else 0):
             extra_port = procs.free_port()
             fresh = target.start(
                 config_path,
@@ -348,52 +335,86 @@ def execute(
             values = cold[side].get("first_200_s")
             if values:
                 cold[side]["first_200_s_median"] = stats.percentile(values, 50)
-        cold["import_ms"] = {name: scenarios.import_ms(name) for name in ("auth", "messages", "admin")}
-        cold["heaviest_imports_messages"] = scenarios.heaviest_imports("messages")
+        if cold_runs:
+            cold["import_ms"] = {name: scenarios.import_ms(name) for name in ("auth", "messages", "admin")}
+            cold["heaviest_imports_messages"] = scenarios.heaviest_imports("messages")
         sc["cold_start"] = cold
         progress(
-            f"  gateway first 200: {[round(v, 2) for v in cold['gateway'].get('first_200_s', [])]} s; imports {report.brief_imports(cold['import_ms'])}"
+            f"  gateway first 200: {[round(v, 2) for v in cold['gateway'].get('first_200_s', [])]} s; imports {report.brief_imports(cold.get('import_ms', {}))}"
         )
 
-    if real is not None and real_cost is not None:
-        with stage(
-            f"scenario 4: spend under concurrency, the real request ({SPEND_CONCURRENCY} at once,"
-            f" ~{realtraffic.SPEND_HEADROOM} requests of headroom)"
-        ):
-            burst = spend.scenario(
-                targets,
-                upstream_url,
-                prepared,
-                peer_info,
-                payload=realtraffic.payload(real),
-                concurrency=SPEND_CONCURRENCY,
-                cents_per_request=round(real_cost["per_request_micros"] / 10_000),  # replaced just below
-                headroom_requests=realtraffic.SPEND_HEADROOM,
-                headers=realtraffic.headers(real),
-                query=realtraffic.query(real),
-            )
-            sc["spend"] = realtraffic.spend_figures(burst, real_cost["per_request_micros"], real_cost["cap_cents"])
-            progress(f"  {report.brief_spend(sc['spend'])}")
-    else:
-        with stage(
-            f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
-        ):
-            sc["spend"] = spend.scenario(
-                targets,
-                upstream_url,
-                prepared,
-                peer_info,
-                # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
-                payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
-                concurrency=SPEND_CONCURRENCY,
-                cents_per_request=CENTS_PER_PRICED_REQUEST,
-                headroom_requests=HEADROOM_REQUESTS,
-            )
-            progress(f"  {report.brief_spend(sc['spend'])}")
+    if "spend" in args.scenarios:
+        if real is not None and real_cost is not None:
+            with stage(
+                f"scenario 4: spend under concurrency, the real request ({SPEND_CONCURRENCY} at once,"
+                f" ~{realtraffic.SPEND_HEADROOM} requests of headroom)"
+            ):
+                burst = spend.scenario(
+                    targets,
+                    upstream_url,
+                    prepared,
+                    peer_info,
+                    payload=realtraffic.payload(real),
+                    concurrency=SPEND_CONCURRENCY,
+                    cents_per_request=round(real_cost["per_request_micros"] / 10_000),  # replaced just below
+                    headroom_requests=realtraffic.SPEND_HEADROOM,
+                    headers=realtraffic.headers(real),
+                    query=realtraffic.query(real),
+                )
+                sc["spend"] = realtraffic.spend_figures(burst, real_cost["per_request_micros"], real_cost["cap_cents"])
+                progress(f"  {report.brief_spend(sc['spend'])}")
+        else:
+            with stage(
+                f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
+            ):
+                sc["spend"] = spend.scenario(
+                    targets,
+                    upstream_url,
+                    prepared,
+                    peer_info,
+                    # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
+                    payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
+                    concurrency=SPEND_CONCURRENCY,
+                    cents_per_request=CENTS_PER_PRICED_REQUEST,
+                    headroom_requests=HEADROOM_REQUESTS,
+                )
+                progress(f"  {report.brief_spend(sc['spend'])}")
 
     results["meta"]["collector"] = report.collector_stats(collector_port)
     results["meta"]["standin"] = standin.stats(upstream_url)
     return results
+
+
+def scenario_2(args: argparse.Namespace, results: dict[str, Any], targets: list[Target]) -> None:
+    """Tiny streams: 100 events 10 ms apart, 64 at a time, per target."""
+    with stage(f"scenario 2: streaming, 100 events 10 ms apart, 64 concurrent, {args.streams} streams per target"):
+        figures: dict[str, Any] = {}
+        expected: int | None = None
+        for t in targets:
+            profile = None
+            if args.profile and t.name == "gateway" and t.child:
+                profile = report.start_profile(t.child, RESULTS, "stream_c64")
+            raw = scenarios.load(
+                t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
+            )
+            if profile is not None:
+                results.setdefault("profile", {})["stream_c64"] = report.stop_profile(profile)
+            if t.name == "direct":
+                expected = scenarios.expected_event_count(raw)
+            figures[t.name] = scenarios.stream_figures(raw, expected)
+            report.samples["stream_ttfb"][t.name] = raw["ttfb_ms"]
+            report.samples["stream_gaps"][t.name] = raw["gaps_ms"]
+            progress(f"  {t.name}: {report.brief_stream(figures[t.name])}")
+        added: dict[str, Any] = {}
+        for name in figures:
+            if name != "direct" and "direct" in figures:
+                added[name] = {
+                    "ttfb_p50": figures[name]["ttfb_ms"]["p50"] - figures["direct"]["ttfb_ms"]["p50"],
+                    "ttfb_p99": figures[name]["ttfb_ms"]["p99"] - figures["direct"]["ttfb_ms"]["p99"],
+                    "gap_p99": figures[name]["gap_ms"]["p99"] - figures["direct"]["gap_ms"]["p99"],
+                }
+        figures["added"] = added
+        results["scenarios"]["stream_c64"] = figures
 
 
 def real_traffic(

@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -793,7 +794,7 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
     out = out_dir / f"profile-{name}.txt"
     process = subprocess.Popen(
         [
-            "py-spy",
+            _py_spy(),
             "record",
             "--pid",
             str(worker),
@@ -803,7 +804,9 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
             str(out),
             "--rate",
             "400",
-            "--gil",  # only the thread holding the GIL: where the worker's CPU goes
+            # Only the thread holding the GIL. py-spy reads the GIL's last holder, so a thread
+            # blocked in recv() after releasing it can still be counted: shares, not CPU-ms.
+            "--gil",
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
@@ -811,6 +814,12 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
     )
     time.sleep(0.5)
     return process, out
+
+
+def _py_spy() -> str:
+    """The venv's py-spy (requirements-dev.txt) when the bench runs without the venv on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
 
 
 def stop_profile(handle: tuple[subprocess.Popen[bytes], Path]) -> dict[str, Any]:
