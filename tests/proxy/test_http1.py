@@ -130,7 +130,7 @@ def test_keep_alive_carries_every_body_framing_on_one_connection(serve: Callable
     assert (first.status, first.headers["x-kind"], first.read()) == (200, "length", b"hello")
     assert ("X-Kind", "length") in first.header_list  # the upstream's casing is kept for the relay
     second = client.post(server.url, {}, b"{}", 2, 2)
-    assert list(second.iter_chunks()) == [b"event1", b"event2"]  # one item per HTTP chunk
+    assert list(second.iter_chunks()) == [b"event1event2"]  # the chunks read together, as one item
     assert client.post(server.url, {}, b"", 2, 2).read() == b""
     assert client.post(server.url, {}, b"x", 2, 2).read() == b""
     assert server.accepted == 1
@@ -304,7 +304,8 @@ def test_http1_stream_reports_silence_and_resumes_mid_chunk(serve_once: Callable
     port = serve_once([head, b"5\r\nhel", 0.35, b"lo\r\n", b"3\r\nabc\r\n0\r\n\r\n"])
     response = http1.Client(maxsize=1).post(f"http://127.0.0.1:{port}/", {}, b"{}", 2, 2)
     got = list(response.iter_chunks(idle_seconds=0.1, silence_seconds=5))
-    assert [c for c in got if c] == [b"hello", b"abc"]
+    # whole chunks only ("hel" is held until "lo" completes it); "abc" may come in the same read
+    assert [c for c in got if c] in ([b"hello", b"abc"], [b"helloabc"])
     assert got.count(b"") >= 2  # silent intervals were reported, mid-chunk, without losing bytes
 
 
