@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import tempfile
 import time
@@ -81,7 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--vcpus",
         type=int,
         help="an instance of N vCPUs: the gateway pinned to N cores (taskset), WORKERS and THREADS sized"
-        " for N as terraform/functions.tf does (default: terraform's cpu, unpinned)",
+        " for N as terraform/functions.tf does, the peer pinned alike (default: terraform's cpu for messages)",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the gateways to the instance's vCPUs: every core of this machine (the default before;"
+        " a 1-vCPU worker's threads then hop between cores, which costs CPU an instance of 1 vCPU does not pay)",
     )
     parser.add_argument(
         "--switch-interval",
@@ -127,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if binary is None and not args.no_peer:
         binary = peer.find_binary()
     concurrency, threads_source = target.production_threads()
-    workers, threads = target.sizing(args.vcpus or target.production_cpu(), concurrency)
+    vcpus = args.vcpus or max(1, math.floor(target.production_cpu()))
+    workers, threads = target.sizing(vcpus, concurrency)
+    # Pinned to the instance's size, as production runs it; on a machine with no more cores
+    # than that, pinning changes nothing (and taskset would refuse cores that do not exist).
+    args.vcpus = vcpus if not args.no_pin and vcpus < (os.cpu_count() or 1) else None
     if args.threads:
         threads, threads_source = args.threads, "--threads"
     args.workers = workers
@@ -255,7 +266,9 @@ def execute(
     if binary is not None:
         with stage(f"starting the peer ({binary})"):
             try:
-                peer_target, peer_info = start_peer(run, pg, binary, upstream_url, oidc_port, users, spender_cap_cents)
+                peer_target, peer_info = start_peer(
+                    run, pg, binary, upstream_url, oidc_port, users, spender_cap_cents, cpus=args.vcpus
+                )
                 targets.append(peer_target)
                 cold["peer"]["first_200_s"] = [peer_info.pop("first_200_s")]
             except Exception as exc:  # the table says why the peer column is empty
@@ -465,6 +478,7 @@ def start_peer(
     oidc_port: int,
     users: list[dict[str, Any]],
     spender_cap_cents: int,
+    cpus: int | None = None,
 ) -> tuple[Target, dict[str, Any]]:
     peer_db = pg.create_database("peer")
     peer_port = procs.free_port()
@@ -476,7 +490,7 @@ def start_peer(
         upstream_url=upstream_url,
     )
     base = f"http://127.0.0.1:{peer_port}"
-    child = peer.start(binary, config_path, run.log_dir)
+    child = peer.start(binary, config_path, run.log_dir, cpus=cpus)
     run.on_exit(child.stop)
     tokens = [peer.token(u["sub"], u["email"], u["groups"]) for u in users]
     first = scenarios.first_200(
