@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import tempfile
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import peer, procs, realtraffic, report, scenarios, spend, standin, stats, target
+from bench import peer, probe, procs, realtraffic, report, scenarios, spend, standin, stats, target
 from bench.scenarios import Target
 from gateway import capture
 
@@ -100,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=192, help="streams in scenario 2 (64 at a time)")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy record the gateway worker in scenario 1 (c=32) and 2"
+    )
+    parser.add_argument(
+        "--attribute",
+        action="store_true",
+        help="where a real request's CPU goes: a separate gateway with bench.probe (thread CPU per function)"
+        " runs the real request at c=32 after the measured runs",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
     parser.add_argument(
@@ -318,6 +325,9 @@ def execute(
             sc["real"] = real_traffic(args, results, targets, real)
             cold["rss_after_real_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
             cold["pss_after_real_mb"] = {t.name: scenarios.mb(t.child.pss_bytes()) for t in targets if t.child}
+        if args.attribute and gateway_up:
+            with stage("attribution: the real request at c=32 through a probed gateway (bench.probe)"):
+                results["attribution"] = attribute(args, run, config_path, threads, tokens, real)
 
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
         cold_runs = "cold" in args.scenarios
@@ -428,6 +438,50 @@ def scenario_2(args: argparse.Namespace, results: dict[str, Any], targets: list[
                 }
         figures["added"] = added
         results["scenarios"]["stream_c64"] = figures
+
+
+def attribute(
+    args: argparse.Namespace,
+    run: Run,
+    config_path: Path,
+    threads: int,
+    tokens: list[str],
+    real: capture.CapturedRequest,
+) -> dict[str, Any]:
+    """Thread CPU per function of the path (`bench.probe`) over the real request at c=32."""
+    ctl = run.log_dir / "probe-ctl"
+    port = procs.free_port()
+    child = target.start(
+        config_path,
+        port,
+        threads,
+        run.log_dir,
+        name="gateway-probed",
+        workers=args.workers,
+        cpus=args.vcpus,
+        probe_ctl=ctl,
+    )
+    try:
+        probed = Target("gateway-probed", f"http://127.0.0.1:{port}", tokens, child=child)
+        procs.wait_http(child, f"http://127.0.0.1:{port}/healthz")
+        payload, headers, query = realtraffic.payload(real), realtraffic.headers(real), realtraffic.query(real)
+        scenarios.load(
+            probed, requests=realtraffic.WARMUP, concurrency=8, payload=payload, headers=headers, query=query
+        )
+        ctl.write_text("reset")
+        time.sleep(0.3)  # the watcher polls every 50 ms
+        requests = realtraffic.REQUESTS[32]
+        raw = scenarios.load(probed, requests=requests, concurrency=32, payload=payload, headers=headers, query=query)
+        out = run.log_dir / "probe"
+        ctl.write_text(f"dump {out}")
+        time.sleep(0.5)
+        dumps = [json.loads(p.read_text()) for p in run.log_dir.glob("probe.*.json")]
+    finally:
+        child.stop()
+    figures = probe.table(dumps, raw["count"])
+    figures["tree_cpu_ms_per_request"] = round(raw.get("cpu_s", 0.0) * 1000 / max(raw["count"], 1), 3)
+    progress(f"  probed: {figures['process_cpu_ms_per_request']} CPU-ms per request in the worker")
+    return figures
 
 
 def real_traffic(

@@ -743,7 +743,7 @@ differences of percentiles against the direct run.
 ![latency distributions](bench-latency.png)
 
 {markdown(results)}
-Import cost of `functions/messages/main.py` by package (self time, one fresh interpreter):
+{attribution_md(results.get("attribution"))}Import cost of `functions/messages/main.py` by package (self time, one fresh interpreter):
 {_imports_line(_get(results, "scenarios", "cold_start", "heaviest_imports_messages") or [])}.
 
 ## How it is measured
@@ -765,6 +765,25 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
   {_get(results, "scenarios", "spend", "concurrency")} requests at once ({_spend_shape_line(_get(results, "scenarios", "spend") or {})}); the ledger's token totals are
   compared with the stand-in's own count and its cost with the stand-in's usage priced at list by `common.spend.pricing`.
 """
+
+
+def attribution_md(figures: dict[str, Any] | None) -> str:
+    """`bench --attribute`'s table (thread CPU per function of the path), or nothing."""
+    if not figures or not figures.get("rows"):
+        return ""
+    lines = [
+        f"Where a real request's CPU goes (`bench --attribute`: a separate gateway with `bench.probe`, the real"
+        f" request at c=32, {figures.get('requests')} requests; {_f(figures.get('process_cpu_ms_per_request'))}"
+        f" CPU-ms per request in the worker with the probe's own cost; nested rows are inclusive):",
+        "",
+        "| function (phase: what) | calls per request | CPU-ms per request | µs per call |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in figures["rows"]:
+        lines.append(
+            f"| {row['label']} | {_f(row['calls_per_request'])} | {_f(row['ms_per_request'], 3)} | {_f(row['us_per_call'], 1)} |"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 def _pacing(pacing: dict[str, Any]) -> str:
