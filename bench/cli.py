@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import tempfile
 import time
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import peer, procs, realtraffic, report, scenarios, spend, standin, stats, target
+from bench import peer, probe, procs, realtraffic, report, scenarios, spend, standin, stats, target
 from bench.scenarios import Target
 from gateway import capture
 
@@ -37,6 +39,8 @@ PRICED = standin.knobs(deltas=1, input_tokens=2000, output_tokens=1600)
 CENTS_PER_PRICED_REQUEST = 3
 HEADROOM_REQUESTS = 10
 SPEND_CONCURRENCY = 50
+# What `--only` may select: the tiny floor scenarios 1-4 and the real-traffic headline.
+SCENARIOS = ("nonstream", "stream", "real", "cold", "spend")
 
 
 class Run:
@@ -79,7 +83,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--vcpus",
         type=int,
         help="an instance of N vCPUs: the gateway pinned to N cores (taskset), WORKERS and THREADS sized"
-        " for N as terraform/functions.tf does (default: terraform's cpu, unpinned)",
+        " for N as terraform/functions.tf does, the peer pinned alike (default: terraform's cpu for messages)",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the gateways to the instance's vCPUs: every core of this machine (the default before;"
+        " a 1-vCPU worker's threads then hop between cores, which costs CPU an instance of 1 vCPU does not pay)",
     )
     parser.add_argument(
         "--switch-interval",
@@ -92,6 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy record the gateway worker in scenario 1 (c=32) and 2"
     )
+    parser.add_argument(
+        "--attribute",
+        action="store_true",
+        help="where a real request's CPU goes: a separate gateway with bench.probe (thread CPU per function)"
+        " runs the real request at c=32 after the measured runs",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
     parser.add_argument(
         "--capture-version",
@@ -102,7 +118,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-real", action="store_true", help="skip the real-traffic scenario (scenario 4 then uses the tiny shape)"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        action="append",
+        help="run only this scenario (repeatable; for iterating on one cost: implies --no-docs)",
+    )
+    args = parser.parse_args(argv)
+    args.scenarios = frozenset(args.only or SCENARIOS)
+    if args.only:
+        args.no_docs = True  # a partial run must not replace the page of a whole one
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     if binary is None and not args.no_peer:
         binary = peer.find_binary()
     concurrency, threads_source = target.production_threads()
-    workers, threads = target.sizing(args.vcpus or target.production_cpu(), concurrency)
+    vcpus = args.vcpus or max(1, math.floor(target.production_cpu()))
+    workers, threads = target.sizing(vcpus, concurrency)
+    # Pinned to the instance's size, as production runs it; on a machine with no more cores
+    # than that, pinning changes nothing (and taskset would refuse cores that do not exist).
+    args.vcpus = vcpus if not args.no_pin and vcpus < (os.cpu_count() or 1) else None
     if args.threads:
         threads, threads_source = args.threads, "--threads"
     args.workers = workers
@@ -174,7 +204,7 @@ def execute(
         procs.wait_line(sidecars, "ready")
 
     real: capture.CapturedRequest | None = None
-    if not args.no_real:
+    if not args.no_real and args.scenarios & {"real", "spend"}:
         with stage(f"capturing the real CLI's /v1/messages request (Claude Code {args.capture_version})"):
             try:
                 real = capture.captured(args.capture_version)
@@ -243,7 +273,9 @@ def execute(
     if binary is not None:
         with stage(f"starting the peer ({binary})"):
             try:
-                peer_target, peer_info = start_peer(run, pg, binary, upstream_url, oidc_port, users, spender_cap_cents)
+                peer_target, peer_info = start_peer(
+                    run, pg, binary, upstream_url, oidc_port, users, spender_cap_cents, cpus=args.vcpus
+                )
                 targets.append(peer_target)
                 cold["peer"]["first_200_s"] = [peer_info.pop("first_200_s")]
             except Exception as exc:  # the table says why the peer column is empty
@@ -257,7 +289,7 @@ def execute(
         rss = {t.name: t.child.rss_bytes() for t in targets if t.child}
         cold["rss_after_warmup_mb"] = {k: scenarios.mb(v) for k, v in rss.items()}
 
-    for concurrency in (1, 32):
+    for concurrency in (1, 32) if "nonstream" in args.scenarios else ():
         key = f"nonstream_c{concurrency}"
         with stage(f"scenario 1: non-streaming, concurrency {concurrency}, {args.requests} requests per target"):
             figures: dict[str, Any] = {}
@@ -280,37 +312,11 @@ def execute(
             figures["added"] = scenarios.with_added(figures, "latency_ms", ["p50", "p90", "p99"])
             sc[key] = figures
 
-    with stage(f"scenario 2: streaming, 100 events 10 ms apart, 64 concurrent, {args.streams} streams per target"):
-        figures = {}
-        expected: int | None = None
-        for t in targets:
-            profile = None
-            if args.profile and t.name == "gateway" and t.child:
-                profile = report.start_profile(t.child, RESULTS, "stream_c64")
-            raw = scenarios.load(
-                t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
-            )
-            if profile is not None:
-                results.setdefault("profile", {})["stream_c64"] = report.stop_profile(profile)
-            if t.name == "direct":
-                expected = scenarios.expected_event_count(raw)
-            figures[t.name] = scenarios.stream_figures(raw, expected)
-            report.samples["stream_ttfb"][t.name] = raw["ttfb_ms"]
-            report.samples["stream_gaps"][t.name] = raw["gaps_ms"]
-            progress(f"  {t.name}: {report.brief_stream(figures[t.name])}")
-        added: dict[str, Any] = {}
-        for name in figures:
-            if name != "direct" and "direct" in figures:
-                added[name] = {
-                    "ttfb_p50": figures[name]["ttfb_ms"]["p50"] - figures["direct"]["ttfb_ms"]["p50"],
-                    "ttfb_p99": figures[name]["ttfb_ms"]["p99"] - figures["direct"]["ttfb_ms"]["p99"],
-                    "gap_p99": figures[name]["gap_ms"]["p99"] - figures["direct"]["gap_ms"]["p99"],
-                }
-        figures["added"] = added
-        sc["stream_c64"] = figures
+    if "stream" in args.scenarios:
+        scenario_2(args, results, targets)
         cold["rss_after_stream_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
 
-    if real is not None:
+    if real is not None and "real" in args.scenarios:
         counts = ", ".join(f"c={c}: {n}" for c, n in realtraffic.REQUESTS.items())
         with stage(
             f"real traffic: the CLI's request streamed, {realtraffic.DELTAS} deltas {realtraffic.GAP_MS:g} ms apart"
@@ -319,9 +325,13 @@ def execute(
             sc["real"] = real_traffic(args, results, targets, real)
             cold["rss_after_real_mb"] = {t.name: scenarios.mb(t.child.rss_bytes()) for t in targets if t.child}
             cold["pss_after_real_mb"] = {t.name: scenarios.mb(t.child.pss_bytes()) for t in targets if t.child}
+        if args.attribute and gateway_up:
+            with stage("attribution: the real request at c=32 through a probed gateway (bench.probe)"):
+                results["attribution"] = attribute(args, run, config_path, threads, tokens, real)
 
     with stage("scenario 3: cold start (2 more fresh gateway processes) and import times"):
-        for _ in range(2 if gateway_up else 0):
+        cold_runs = "cold" in args.scenarios
+        for _ in range(2 if gateway_up and cold_runs else 0):
             extra_port = procs.free_port()
             fresh = target.start(
                 config_path,
@@ -348,52 +358,130 @@ def execute(
             values = cold[side].get("first_200_s")
             if values:
                 cold[side]["first_200_s_median"] = stats.percentile(values, 50)
-        cold["import_ms"] = {name: scenarios.import_ms(name) for name in ("auth", "messages", "admin")}
-        cold["heaviest_imports_messages"] = scenarios.heaviest_imports("messages")
+        if cold_runs:
+            cold["import_ms"] = {name: scenarios.import_ms(name) for name in ("auth", "messages", "admin")}
+            cold["heaviest_imports_messages"] = scenarios.heaviest_imports("messages")
         sc["cold_start"] = cold
         progress(
-            f"  gateway first 200: {[round(v, 2) for v in cold['gateway'].get('first_200_s', [])]} s; imports {report.brief_imports(cold['import_ms'])}"
+            f"  gateway first 200: {[round(v, 2) for v in cold['gateway'].get('first_200_s', [])]} s; imports {report.brief_imports(cold.get('import_ms', {}))}"
         )
 
-    if real is not None and real_cost is not None:
-        with stage(
-            f"scenario 4: spend under concurrency, the real request ({SPEND_CONCURRENCY} at once,"
-            f" ~{realtraffic.SPEND_HEADROOM} requests of headroom)"
-        ):
-            burst = spend.scenario(
-                targets,
-                upstream_url,
-                prepared,
-                peer_info,
-                payload=realtraffic.payload(real),
-                concurrency=SPEND_CONCURRENCY,
-                cents_per_request=round(real_cost["per_request_micros"] / 10_000),  # replaced just below
-                headroom_requests=realtraffic.SPEND_HEADROOM,
-                headers=realtraffic.headers(real),
-                query=realtraffic.query(real),
-            )
-            sc["spend"] = realtraffic.spend_figures(burst, real_cost["per_request_micros"], real_cost["cap_cents"])
-            progress(f"  {report.brief_spend(sc['spend'])}")
-    else:
-        with stage(
-            f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
-        ):
-            sc["spend"] = spend.scenario(
-                targets,
-                upstream_url,
-                prepared,
-                peer_info,
-                # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
-                payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
-                concurrency=SPEND_CONCURRENCY,
-                cents_per_request=CENTS_PER_PRICED_REQUEST,
-                headroom_requests=HEADROOM_REQUESTS,
-            )
-            progress(f"  {report.brief_spend(sc['spend'])}")
+    if "spend" in args.scenarios:
+        if real is not None and real_cost is not None:
+            with stage(
+                f"scenario 4: spend under concurrency, the real request ({SPEND_CONCURRENCY} at once,"
+                f" ~{realtraffic.SPEND_HEADROOM} requests of headroom)"
+            ):
+                burst = spend.scenario(
+                    targets,
+                    upstream_url,
+                    prepared,
+                    peer_info,
+                    payload=realtraffic.payload(real),
+                    concurrency=SPEND_CONCURRENCY,
+                    cents_per_request=round(real_cost["per_request_micros"] / 10_000),  # replaced just below
+                    headroom_requests=realtraffic.SPEND_HEADROOM,
+                    headers=realtraffic.headers(real),
+                    query=realtraffic.query(real),
+                )
+                sc["spend"] = realtraffic.spend_figures(burst, real_cost["per_request_micros"], real_cost["cap_cents"])
+                progress(f"  {report.brief_spend(sc['spend'])}")
+        else:
+            with stage(
+                f"scenario 4: spend under concurrency ({SPEND_CONCURRENCY} at once, {HEADROOM_REQUESTS} requests of headroom)"
+            ):
+                sc["spend"] = spend.scenario(
+                    targets,
+                    upstream_url,
+                    prepared,
+                    peer_info,
+                    # a prompt of ~2000 tokens and max_tokens = the output, as a real client's request would be
+                    payload=scenarios.body(stream=False, standin=PRICED, max_tokens=1600, prompt_bytes=8000),
+                    concurrency=SPEND_CONCURRENCY,
+                    cents_per_request=CENTS_PER_PRICED_REQUEST,
+                    headroom_requests=HEADROOM_REQUESTS,
+                )
+                progress(f"  {report.brief_spend(sc['spend'])}")
 
     results["meta"]["collector"] = report.collector_stats(collector_port)
     results["meta"]["standin"] = standin.stats(upstream_url)
     return results
+
+
+def scenario_2(args: argparse.Namespace, results: dict[str, Any], targets: list[Target]) -> None:
+    """Tiny streams: 100 events 10 ms apart, 64 at a time, per target."""
+    with stage(f"scenario 2: streaming, 100 events 10 ms apart, 64 concurrent, {args.streams} streams per target"):
+        figures: dict[str, Any] = {}
+        expected: int | None = None
+        for t in targets:
+            profile = None
+            if args.profile and t.name == "gateway" and t.child:
+                profile = report.start_profile(t.child, RESULTS, "stream_c64")
+            raw = scenarios.load(
+                t, requests=args.streams, concurrency=64, payload=scenarios.body(stream=True, standin=STREAM)
+            )
+            if profile is not None:
+                results.setdefault("profile", {})["stream_c64"] = report.stop_profile(profile)
+            if t.name == "direct":
+                expected = scenarios.expected_event_count(raw)
+            figures[t.name] = scenarios.stream_figures(raw, expected)
+            report.samples["stream_ttfb"][t.name] = raw["ttfb_ms"]
+            report.samples["stream_gaps"][t.name] = raw["gaps_ms"]
+            progress(f"  {t.name}: {report.brief_stream(figures[t.name])}")
+        added: dict[str, Any] = {}
+        for name in figures:
+            if name != "direct" and "direct" in figures:
+                added[name] = {
+                    "ttfb_p50": figures[name]["ttfb_ms"]["p50"] - figures["direct"]["ttfb_ms"]["p50"],
+                    "ttfb_p99": figures[name]["ttfb_ms"]["p99"] - figures["direct"]["ttfb_ms"]["p99"],
+                    "gap_p99": figures[name]["gap_ms"]["p99"] - figures["direct"]["gap_ms"]["p99"],
+                }
+        figures["added"] = added
+        results["scenarios"]["stream_c64"] = figures
+
+
+def attribute(
+    args: argparse.Namespace,
+    run: Run,
+    config_path: Path,
+    threads: int,
+    tokens: list[str],
+    real: capture.CapturedRequest,
+) -> dict[str, Any]:
+    """Thread CPU per function of the path (`bench.probe`) over the real request at c=32."""
+    ctl = run.log_dir / "probe-ctl"
+    port = procs.free_port()
+    child = target.start(
+        config_path,
+        port,
+        threads,
+        run.log_dir,
+        name="gateway-probed",
+        workers=args.workers,
+        cpus=args.vcpus,
+        probe_ctl=ctl,
+    )
+    try:
+        probed = Target("gateway-probed", f"http://127.0.0.1:{port}", tokens, child=child)
+        procs.wait_http(child, f"http://127.0.0.1:{port}/healthz")
+        payload, headers, query = realtraffic.payload(real), realtraffic.headers(real), realtraffic.query(real)
+        scenarios.load(
+            probed, requests=realtraffic.WARMUP, concurrency=8, payload=payload, headers=headers, query=query
+        )
+        ctl.write_text("reset")
+        time.sleep(0.3)  # the watcher polls every 50 ms
+        requests = realtraffic.REQUESTS[32]
+        raw = scenarios.load(probed, requests=requests, concurrency=32, payload=payload, headers=headers, query=query)
+        out = run.log_dir / "probe"
+        ctl.write_text(f"dump {out}")
+        time.sleep(0.5)
+        dumps = [json.loads(p.read_text()) for p in run.log_dir.glob("probe.*.json")]
+    finally:
+        child.stop()
+    figures = probe.table(dumps, raw["count"])
+    figures["tree_cpu_ms_per_request"] = round(raw.get("cpu_s", 0.0) * 1000 / max(raw["count"], 1), 3)
+    progress(f"  probed: {figures['process_cpu_ms_per_request']} CPU-ms per request in the worker")
+    return figures
 
 
 def real_traffic(
@@ -444,6 +532,7 @@ def start_peer(
     oidc_port: int,
     users: list[dict[str, Any]],
     spender_cap_cents: int,
+    cpus: int | None = None,
 ) -> tuple[Target, dict[str, Any]]:
     peer_db = pg.create_database("peer")
     peer_port = procs.free_port()
@@ -455,7 +544,7 @@ def start_peer(
         upstream_url=upstream_url,
     )
     base = f"http://127.0.0.1:{peer_port}"
-    child = peer.start(binary, config_path, run.log_dir)
+    child = peer.start(binary, config_path, run.log_dir, cpus=cpus)
     run.on_exit(child.stop)
     tokens = [peer.token(u["sub"], u["email"], u["groups"]) for u in users]
     first = scenarios.first_200(

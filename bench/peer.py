@@ -94,6 +94,8 @@ def _env() -> dict[str, str]:
     )
 
 
-def start(binary: Path, config_path: Path, log_dir: Path) -> procs.Child:
+def start(binary: Path, config_path: Path, log_dir: Path, cpus: int | None = None) -> procs.Child:
+    """`claude gateway`; `cpus` pins it to that many cores as `--vcpus` pins ours (the same instance size)."""
     (procs.ROOT / ".cache" / "claude-code" / "home").mkdir(parents=True, exist_ok=True)
-    return procs.spawn("peer", [str(binary), "gateway", "--config", str(config_path)], _env(), log_dir)
+    pin = ["taskset", "-c", f"0-{cpus - 1}"] if cpus else []
+    return procs.spawn("peer", [*pin, str(binary), "gateway", "--config", str(config_path)], _env(), log_dir)

@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -742,7 +743,7 @@ differences of percentiles against the direct run.
 ![latency distributions](bench-latency.png)
 
 {markdown(results)}
-Import cost of `functions/messages/main.py` by package (self time, one fresh interpreter):
+{attribution_md(results.get("attribution"))}Import cost of `functions/messages/main.py` by package (self time, one fresh interpreter):
 {_imports_line(_get(results, "scenarios", "cold_start", "heaviest_imports_messages") or [])}.
 
 ## How it is measured
@@ -764,6 +765,25 @@ Import cost of `functions/messages/main.py` by package (self time, one fresh int
   {_get(results, "scenarios", "spend", "concurrency")} requests at once ({_spend_shape_line(_get(results, "scenarios", "spend") or {})}); the ledger's token totals are
   compared with the stand-in's own count and its cost with the stand-in's usage priced at list by `common.spend.pricing`.
 """
+
+
+def attribution_md(figures: dict[str, Any] | None) -> str:
+    """`bench --attribute`'s table (thread CPU per function of the path), or nothing."""
+    if not figures or not figures.get("rows"):
+        return ""
+    lines = [
+        f"Where a real request's CPU goes (`bench --attribute`: a separate gateway with `bench.probe`, the real"
+        f" request at c=32, {figures.get('requests')} requests; {_f(figures.get('process_cpu_ms_per_request'))}"
+        f" CPU-ms per request in the worker with the probe's own cost; nested rows are inclusive):",
+        "",
+        "| function (phase: what) | calls per request | CPU-ms per request | µs per call |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in figures["rows"]:
+        lines.append(
+            f"| {row['label']} | {_f(row['calls_per_request'])} | {_f(row['ms_per_request'], 3)} | {_f(row['us_per_call'], 1)} |"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 def _pacing(pacing: dict[str, Any]) -> str:
@@ -793,7 +813,7 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
     out = out_dir / f"profile-{name}.txt"
     process = subprocess.Popen(
         [
-            "py-spy",
+            _py_spy(),
             "record",
             "--pid",
             str(worker),
@@ -803,7 +823,9 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
             str(out),
             "--rate",
             "400",
-            "--gil",  # only the thread holding the GIL: where the worker's CPU goes
+            # Only the thread holding the GIL. py-spy reads the GIL's last holder, so a thread
+            # blocked in recv() after releasing it can still be counted: shares, not CPU-ms.
+            "--gil",
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
@@ -811,6 +833,12 @@ def start_profile(child: procs.Child, out_dir: Path, name: str) -> tuple[subproc
     )
     time.sleep(0.5)
     return process, out
+
+
+def _py_spy() -> str:
+    """The venv's py-spy (requirements-dev.txt) when the bench runs without the venv on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
 
 
 def stop_profile(handle: tuple[subprocess.Popen[bytes], Path]) -> dict[str, Any]:

@@ -149,13 +149,22 @@ def write_config(directory: Path, **kwargs: Any) -> Path:
     return path
 
 
-def env(config_path: Path, threads: int, switch_interval_s: float | None = None, workers: int = 1) -> dict[str, str]:
+def env(
+    config_path: Path,
+    threads: int,
+    switch_interval_s: float | None = None,
+    workers: int = 1,
+    probe_ctl: Path | None = None,
+) -> dict[str, str]:
     out = procs.base_env(
         GATEWAY_CONFIG=str(config_path),
         THREADS=str(threads),
         WORKERS=str(workers),
         GUNICORN_LOG_LEVEL="error",
     )
+    if probe_ctl is not None:  # `bench.probe` in this gateway (a separate one: its wrappers cost CPU)
+        out["PYTHONPATH"] = f"{procs.ROOT / 'bench' / 'probe_site'}{os.pathsep}{out['PYTHONPATH']}"
+        out["BENCH_PROBE_CTL"] = str(probe_ctl)
     if switch_interval_s is not None:
         # an experiment, not production: a sitecustomize that shortens the GIL switch interval
         site = config_path.parent / "switch-interval"
@@ -174,6 +183,7 @@ def start(
     switch_interval_s: float | None = None,
     workers: int = 1,
     cpus: int | None = None,
+    probe_ctl: Path | None = None,
 ) -> procs.Child:
     """`messages` under functions-framework's gunicorn, exactly as the platform starts it.
 
@@ -192,4 +202,4 @@ def start(
         "--port",
         str(port),
     )
-    return procs.spawn(name, argv, env(config_path, threads, switch_interval_s, workers), log_dir)
+    return procs.spawn(name, argv, env(config_path, threads, switch_interval_s, workers, probe_ctl), log_dir)

@@ -258,3 +258,19 @@ def test_workers_and_threads_are_sized_per_vcpu_as_terraform_does(tmp_path: Path
     assert target.sizing(4, 90) == (4, 23)
     assert target.sizing(0.5, 80) == (1, 80)
     assert target.env(tmp_path / "gateway.yaml", 40, workers=2)["WORKERS"] == "2"
+
+
+def test_probe_table_sums_the_processes_and_the_page_renders_it() -> None:
+    from bench import probe
+
+    dumps = [
+        {"rows": {"stream: usage scan": [40, 0.004], "handler: route": [2, 0.0002]}, "process_cpu_s": 0.01},
+        {"rows": {"stream: usage scan": [40, 0.004]}, "process_cpu_s": 0.01},
+    ]
+    figures = probe.table(dumps, requests=2)
+    assert figures["process_cpu_ms_per_request"] == 10.0
+    scan = next(r for r in figures["rows"] if r["label"] == "stream: usage scan")
+    assert (scan["calls_per_request"], scan["ms_per_request"], scan["us_per_call"]) == (40.0, 4.0, 100.0)
+    page = report.attribution_md(figures)
+    assert "| stream: usage scan | 40.00 | 4.000 | 100.0 |" in page
+    assert report.attribution_md(None) == ""  # a run without --attribute adds nothing to the page

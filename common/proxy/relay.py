@@ -1,8 +1,8 @@
 """Relaying an upstream's server-sent events to the client, unbuffered, while `sse` reads their usage.
 
-The request's own thread reads the upstream response chunk by chunk as bytes
-arrive (`http1.Response.iter_chunks`: each HTTP chunk, or whatever a read
-returns) and returns each chunk, unchanged, from the WSGI body iterator
+The request's own thread reads the upstream response as bytes arrive
+(`http1.Response.iter_chunks`: the complete HTTP chunks at hand, joined, so
+events that came together cost one pass and one write) and returns them, unchanged, from the WSGI body iterator
 `StreamRelay`, which the server writes to the client at once: no extra thread,
 no queue, no hand-off per event. The upstream socket's timeout is the ping
 interval: after `timeouts.ping_interval_ms` of upstream silence the iterator

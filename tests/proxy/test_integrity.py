@@ -58,7 +58,8 @@ def test_an_upstream_drop_mid_stream_bills_what_was_relayed(serve_once: Serve) -
     body, _ = _relay(serve_once([HEAD, _chunk(START), _chunk(DELTA_TEXT), b"ff\r\ncut"]), log)
     relayed = [item for item in body if item != sse.PING]
     body.close()
-    assert relayed == [START, DELTA_TEXT, sse.STREAM_ERROR]
+    # the events that came in one read may be one item; the error event is our own, last
+    assert b"".join(relayed) == START + DELTA_TEXT + sse.STREAM_ERROR and relayed[-1] == sse.STREAM_ERROR
     assert log == [(relay.STATUS_DROPPED, 900, 100)]
 
 
@@ -81,14 +82,15 @@ def test_the_upstreams_final_usage_wins_over_the_floor(serve_once: Serve) -> Non
 def test_streams_open_at_shutdown_are_settled_with_what_they_relayed(serve_once: Serve) -> None:
     log: list[Any] = []
     body, _ = _relay(serve_once([HEAD, _chunk(START), _chunk(DELTA_TEXT), 2.0, _chunk(FINAL), _chunk(STOP)]), log)
-    assert next(body) == START
-    assert next(body) == DELTA_TEXT
+    relayed = next(body)  # the two events before the pause: one item if they were read together
+    while relayed != START + DELTA_TEXT:
+        relayed += next(body)
     assert relay.open_streams() >= 1
     assert relay.settle_open_streams() >= 1  # what spend.shutdown runs before the grace period ends
     assert log == [(relay.STATUS_SHUT_DOWN, 900, 100)]
     rest = [item for item in body if item != sse.PING]
     body.close()
-    assert rest[-1] == STOP and len(log) == 1  # the stream still reaches the client; settled once
+    assert rest[-1].endswith(STOP) and len(log) == 1  # the stream still reaches the client; settled once
 
 
 @pytest.fixture(scope="module")
