@@ -471,7 +471,15 @@ def attribute(
         ctl.write_text("reset")
         time.sleep(0.3)  # the watcher polls every 50 ms
         requests = realtraffic.REQUESTS[32]
-        raw = scenarios.load(probed, requests=requests, concurrency=32, payload=payload, headers=headers, query=query)
+        raw = scenarios.load(
+            probed,
+            requests=requests,
+            concurrency=32,
+            payload=payload,
+            tokens=realtraffic.developers(tokens, 32),
+            headers=headers,
+            query=query,
+        )
         out = run.log_dir / "probe"
         ctl.write_text(f"dump {out}")
         time.sleep(0.5)
@@ -505,6 +513,7 @@ def real_traffic(
                     requests=requests // rounds,
                     concurrency=concurrency,
                     payload=payload,
+                    tokens=realtraffic.developers(t.tokens, concurrency),
                     headers=headers,
                     query=query,
                 )

@@ -36,6 +36,10 @@ BYTES_PER_TOKEN = 4  # the prompt's token count, estimated from its JSON size
 REQUESTS = {1: 30, 32: 256, 64: 192}
 ROUNDS = {1: 3, 32: 2, 64: 1}
 WARMUP = 16
+# Claude Code keeps several requests in flight per developer (the main turn, subagents, the
+# start-up Haiku call): at concurrency c the real scenario is c / IN_FLIGHT developers, each
+# with IN_FLIGHT requests at a time, not c strangers who each send one request.
+IN_FLIGHT_PER_DEVELOPER = 4
 SPEND_HEADROOM = 9  # scenario 4: the cap leaves about this many requests of headroom
 # Headers of the capture not replayed: the load generator's own transport and auth;
 # `accept-encoding` off so no target compresses the stream the load generator times.
@@ -206,3 +210,10 @@ def spend_figures(spend: dict[str, Any], per_request_micros: int, cap: int) -> d
         f["overshoot_cents"] = f["overshoot_micros"] / 10_000 if final is not None else None
         out[name] = f
     return out
+
+
+def developers(tokens: list[str], concurrency: int) -> list[str]:
+    """The bearer tokens of the developers behind `concurrency` requests in flight (IN_FLIGHT_PER_DEVELOPER each).
+
+    The load generator rotates its tokens per request, so each developer keeps about that many in flight."""
+    return tokens[: max(1, concurrency // IN_FLIGHT_PER_DEVELOPER)] if tokens else tokens

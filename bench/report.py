@@ -757,7 +757,8 @@ differences of percentiles against the direct run.
   in a fresh interpreter, resident memory of the process tree (gunicorn master + worker).
 - Real traffic (the headline): the `/v1/messages` request the pinned Claude Code CLI sends (`claude -p` in gateway
   mode, pointed at a loopback recorder at bench time, `gateway/capture.py`; its text is never committed), replayed
-  with its own headers, streamed, at c=1, c=32 and 64 streams. The stand-in answers with usage typical of Claude
+  with its own headers, streamed, at c=1, c=32 and 64 streams, from c / 4 developers (a developer's Claude Code keeps
+  several requests in flight; each developer has 4 at a time). The stand-in answers with usage typical of Claude
   Code after the first turn (a few fresh input tokens, the prompt read from the cache, a few hundred tokens written
   to it and a few hundred output tokens) and {_pacing(_get(results, "meta", "real_request", "pacing") or {})}.
   Throughput and CPU-ms per request as in scenario 1; "adds" against the direct run.

@@ -258,3 +258,11 @@ def test_rounds_merge_into_one_run() -> None:
     assert merged["held"][2:] == [(1.0, 1.5), (1.5, 2.0)]  # the second round starts after the first
     assert "cpu_s" not in realtraffic.merge_raw([raw(1.0, 0.1), raw(1.0, None)])  # direct: no CPU figure
     assert realtraffic.figures(merged, 45)["rps"] == pytest.approx(2 / 3)
+
+
+def test_real_traffic_keeps_several_requests_in_flight_per_developer() -> None:
+    tokens = [f"t{i}" for i in range(200)]
+    assert realtraffic.developers(tokens, 32) == tokens[:8]
+    assert realtraffic.developers(tokens, 1) == tokens[:1]
+    assert realtraffic.developers(tokens, 64) == tokens[:16]
+    assert realtraffic.developers([], 32) == []  # the direct target sends no bearer
