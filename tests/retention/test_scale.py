@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 from support import activate, base_config, write_config
+from support.spend import settle_row
 
 from common import config
 from common.admin import retention
 from common.core import periods
 from common.db import pool
 from common.spend import store
-from common.spend.store import SettleRow
 from gateway import seed
 
 
@@ -47,28 +47,18 @@ def _ledger_latency(db: pool.Database, n: int = 300) -> tuple[tuple[float, float
         store.reserve(db, str(uuid.uuid4()), keys, starts, [10**15] * 3, today, 1000, 60, keys[:1])
 
     def settle() -> None:
-        row = SettleRow(
-            reservation_key=str(uuid.uuid4()),
+        row = settle_row(
+            email,
+            datetime.now(UTC),
+            7,
             request_id="m",
-            at=datetime.now(UTC),
-            day=today,
-            user_email=email,
-            user_sub=None,
             groups=("eng", "team5"),
-            model="claude-haiku-4-5",
-            upstream="vertex",
-            upstream_model=None,
-            billing_group=None,
-            endpoint="messages",
-            status=200,
             input_tokens=1,
             output_tokens=1,
             cache_read_tokens=0,
             cache_write_5m_tokens=0,
             cache_write_1h_tokens=0,
-            cost_micros=7,
             counters=(("group:eng", 1), ("org", 2), ("user:" + email, 0)),
-            sweep=False,
         )
         store.settle_batch(db, [row])
 
