@@ -470,28 +470,12 @@ def real_rows(results: dict[str, Any]) -> list[list[str]]:
             + ["", ""]
         )
     cold = _get(results, "scenarios", "cold_start") or {}
-    if "rss_after_real_mb" in cold:
-        rows.append(
-            [
-                "RSS after real traffic (MB)",
-                "—",
-                _cell(cold, "rss_after_real_mb", "gateway", digits=1),
-                _cell(cold, "rss_after_real_mb", "peer", digits=1),
-                "",
-                "",
-            ]
-        )
-    if "pss_after_real_mb" in cold:
-        rows.append(
-            [
-                "PSS after real traffic (MB; shared pages once)",
-                "—",
-                _cell(cold, "pss_after_real_mb", "gateway", digits=1),
-                _cell(cold, "pss_after_real_mb", "peer", digits=1),
-                "",
-                "",
-            ]
-        )
+    for key, label in (
+        ("rss_after_real_mb", "RSS after real traffic (MB)"),
+        ("pss_after_real_mb", "PSS after real traffic (MB; shared pages once)"),
+    ):
+        if key in cold:
+            rows.append([label, "—", _cell(cold, key, "gateway", digits=1), _cell(cold, key, "peer", digits=1), "", ""])
     return rows
 
 

@@ -15,12 +15,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from common.db import pages
 from common.db.pool import Database
-
-
-def _contains(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere (its own wildcards escaped)."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def client_versions(db: Database, first: date) -> list[tuple[Any, ...]]:
@@ -60,7 +56,7 @@ def latest_sessions(
     One row per sign-in session seen since `first`, as of its latest request;
     `check` keeps one verdict ('none' for NULL)."""
     where = _IN_WINDOW + " AND user_email LIKE %s"
-    args: list[Any] = [first, _contains(search.strip().lower())]
+    args: list[Any] = [first, pages.like_contains(search.strip().lower())]
     if check:
         where += " AND coalesce(settings_check, 'none') = %s"
         args.append(check)
@@ -86,13 +82,13 @@ def users_last_seen(
         "  WHERE last_day >= %s AND user_email LIKE %s ORDER BY user_email, last_at DESC, last_usage_id DESC)"
         " SELECT user_email, last_at, client, settings_check, count(*) OVER () FROM u"
         " ORDER BY last_at DESC, user_email LIMIT %s OFFSET %s",
-        (first, _contains(search.strip().lower()), limit, offset),
+        (first, pages.like_contains(search.strip().lower()), limit, offset),
     )
     if rows or offset == 0:
         return [tuple(r[:4]) for r in rows], int(rows[0][4]) if rows else 0
     count = db.execute(
         "SELECT count(DISTINCT user_email) FROM fleet_sessions WHERE last_day >= %s AND user_email LIKE %s",
-        (first, _contains(search.strip().lower())),
+        (first, pages.like_contains(search.strip().lower())),
     )
     return [], int(count[0][0])
 

@@ -2,7 +2,8 @@
 
 The table-owning modules compose the query (their own columns, conditions and
 cursor); this is the one place that turns it into a page, so every list the
-admin API serves pages the same way.
+admin API serves pages the same way; `like_contains` is the search pattern
+those lists filter by.
 """
 
 from __future__ import annotations
@@ -41,3 +42,8 @@ def keyset_page(
     if backwards:
         rows.reverse()
     return rows, has_more
+
+
+def like_contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (its own wildcards escaped; LIKE's default escape `\\`)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

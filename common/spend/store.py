@@ -734,11 +734,6 @@ def request_cursor(db: Database, request_row_id: int) -> tuple[datetime, int] | 
 # --- the console's groups and fleet pages (reads only) ------------------------------------
 
 
-def _contains(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere (its own wildcards escaped)."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def groups_by_spend(
     db: Database, first: date, last: date, search: str, limit: int, offset: int
 ) -> tuple[list[tuple[str, int]], int, int]:
@@ -748,7 +743,7 @@ def groups_by_spend(
     of its caller's groups); counts and totals are the database's, over all pages.
     """
     where = "scope_key >= 'group:' AND scope_key < 'group;' AND scope_key LIKE %s AND day >= %s AND day <= %s"
-    args = ("group:" + _contains(search.strip().lower()), first, last)
+    args = ("group:" + pages.like_contains(search.strip().lower()), first, last)
     rows = db.execute(
         "SELECT substr(scope_key, 7), sum(spent_micros) AS spent, count(*) OVER (), sum(sum(spent_micros)) OVER ()"  # noqa: S608
         f" FROM spend_counters WHERE {where} GROUP BY scope_key ORDER BY spent DESC, scope_key LIMIT %s OFFSET %s",
